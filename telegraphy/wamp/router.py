@@ -1,0 +1,221 @@
+"""The WAMP router: realms, sessions, and the entry point for publishing.
+
+One :class:`Router` serves every transport of a gateway process. Transports
+attach a :class:`~telegraphy.wamp.session.ServerSession` per connection with
+:meth:`Router.attach`; the HTTP publish API calls :meth:`Router.publish_event`.
+
+Output is collected, not written: a session that gets data to send is added
+to the router's dirty list, and ``on_output`` is called once when that list
+stops being empty, so the transport layer can flush every dirty connection
+once per event-loop iteration (one write per connection however many events
+reached it meanwhile).
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .auth import Authenticator, Identity
+from .broker import Broker
+from .dealer import Dealer
+from .errors import ApplicationError, LocalProtocolError, uris
+from .messages import MAX_ID
+from .serializer import WireCodec
+from .session import ServerSession
+
+__all__ = ["DEFAULT_REALM", "Realm", "Router", "RouterStats"]
+
+DEFAULT_REALM = "telegraphy"
+
+#: What a session may do, by kind of identity. Authenticated users may do
+#: everything; anonymous peers may subscribe and call. URIs under ``wamp.``
+#: are the router's own (WAMP §7.1.2) and never published or registered by peers.
+ACTIONS = frozenset({"subscribe", "publish", "call", "register"})
+ANONYMOUS_ACTIONS = frozenset({"subscribe", "call"})
+
+
+class RouterStats:
+    """Counters the router increments; the gateway may pass its metrics object instead."""
+
+    def __init__(self) -> None:
+        self.events_published = 0
+        self.events_delivered = 0
+        self.messages_received = 0
+        self.protocol_errors = 0
+
+
+class Realm:
+    """A routing namespace with its own broker, dealer and sessions (WAMP §5.1)."""
+
+    __slots__ = ("broker", "dealer", "name", "sessions")
+
+    def __init__(self, name: str, next_id: Callable[[], int]) -> None:
+        self.name = name
+        self.broker = Broker(next_id)
+        self.dealer = Dealer(next_id)
+        self.sessions: dict[int, ServerSession] = {}
+
+
+class Router:
+    """Realms, authentication and the dirty-session list shared by all transports.
+
+    Args:
+        authenticator: decides who may open a session.
+        realms: the realm names served; the first is the default for
+            :meth:`publish_event`.
+        stats: an object with ``events_published``, ``events_delivered``,
+            ``messages_received`` and ``protocol_errors`` integer attributes.
+        on_output: called (with no arguments) when a session gets data to
+            send and no other session had any; the transport layer then calls
+            :meth:`take_dirty` and writes.
+        anonymous_actions: what anonymous sessions may do.
+    """
+
+    roles: dict[str, Any] = {
+        "broker": {
+            "features": {
+                "publisher_exclusion": True,
+                "subscriber_blackwhite_listing": True,
+                "publisher_identification": True,
+                "pattern_based_subscription": True,
+            }
+        },
+        "dealer": {"features": {"caller_identification": True}},
+    }
+
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        realms: Iterable[str] = (DEFAULT_REALM,),
+        *,
+        stats: Any = None,
+        on_output: Callable[[], None] | None = None,
+        anonymous_actions: frozenset[str] = ANONYMOUS_ACTIONS,
+    ) -> None:
+        self.authenticator = authenticator
+        self.realms: dict[str, Realm] = {name: Realm(name, self._next_router_id) for name in realms}
+        if not self.realms:
+            raise LocalProtocolError("a router needs at least one realm")
+        self.default_realm = next(iter(self.realms))
+        self.stats = stats if stats is not None else RouterStats()
+        self.on_output = on_output
+        self.anonymous_actions = anonymous_actions
+        self._dirty: list[ServerSession] = []
+        self._router_id = 0
+        self._random = random.SystemRandom()
+
+    # Sessions ------------------------------------------------------------------
+
+    def attach(self, codec: WireCodec, transport: Any = None, peer: str = "") -> ServerSession:
+        """Return a new session for a connection that just opened."""
+        return ServerSession(self, codec, transport, peer)
+
+    def new_session_id(self) -> int:
+        """Return a global-scope id (WAMP §7.1.3: random in [1, 2^53])."""
+        return self._random.randint(1, MAX_ID)
+
+    def _next_router_id(self) -> int:
+        self._router_id = self._router_id % MAX_ID + 1
+        return self._router_id
+
+    def _mark_dirty(self, session: ServerSession) -> None:
+        dirty = self._dirty
+        dirty.append(session)
+        if len(dirty) == 1 and self.on_output is not None:
+            self.on_output()
+
+    def take_dirty(self) -> list[ServerSession]:
+        """Return and forget the sessions that have data to send."""
+        dirty, self._dirty = self._dirty, []
+        return dirty
+
+    def sessions(self) -> list[ServerSession]:
+        """Return the established sessions of every realm."""
+        return [s for realm in self.realms.values() for s in realm.sessions.values()]
+
+    def counts(self) -> dict[str, int]:
+        """Return the number of sessions, subscriptions and registrations."""
+        return {
+            "sessions": sum(len(r.sessions) for r in self.realms.values()),
+            "subscriptions": sum(len(r.broker.subscriptions) for r in self.realms.values()),
+            "registrations": sum(len(r.dealer.registrations) for r in self.realms.values()),
+        }
+
+    def shutdown(self) -> None:
+        """Send GOODBYE (``wamp.close.system_shutdown``) to every established session."""
+        for session in self.sessions():
+            session.shutdown()
+
+    # Authorization -------------------------------------------------------------
+
+    def authorize(self, identity: Identity, action: str, uri: str) -> None:
+        """Raise :class:`ApplicationError` unless ``identity`` may do ``action`` on ``uri``."""
+        if action in ("publish", "register") and uri.startswith("wamp."):
+            raise ApplicationError(uris.INVALID_URI, f"uri {uri!r} is reserved for the router")
+        allowed = self.anonymous_actions if identity.anonymous else ACTIONS
+        if action not in allowed:
+            raise ApplicationError(uris.NOT_AUTHORIZED, f"{identity.authrole} sessions may not {action} {uri!r}")
+
+    # Publishing ----------------------------------------------------------------
+
+    def publish(
+        self,
+        realm: Realm,
+        topic: str,
+        args: list[Any] | None,
+        kwargs: dict[str, Any] | None,
+        options: dict[str, Any] | None = None,
+        publisher: ServerSession | None = None,
+    ) -> int:
+        """Publish an event in ``realm`` and return its publication id.
+
+        Raises:
+            ApplicationError: ``wamp.error.invalid_argument`` for malformed options.
+        """
+        options = options or {}
+        exclude_me = options.get("exclude_me", True)
+        if not isinstance(exclude_me, bool):
+            raise ApplicationError(uris.INVALID_ARGUMENT, "option 'exclude_me' must be a boolean")
+        exclude = _session_ids(options, "exclude")
+        eligible = _session_ids(options, "eligible")
+        details: dict[str, Any] | None = None
+        if publisher is not None and options.get("disclose_me"):
+            details = {"publisher": publisher.id}
+            if publisher.identity is not None:
+                details["publisher_authid"] = publisher.identity.authid
+                details["publisher_authrole"] = publisher.identity.authrole
+        publication = self._random.randint(1, MAX_ID)
+        delivered = realm.broker.publish(
+            topic, publication, args, kwargs,
+            publisher=publisher, exclude_me=exclude_me, exclude=exclude, eligible=eligible, details=details,
+        )
+        stats = self.stats
+        stats.events_published += 1
+        stats.events_delivered += delivered
+        return publication
+
+    def publish_event(self, event: dict[str, Any], realm: str | None = None) -> str:
+        """Publish a Telegraphy event (see :mod:`telegraphy.event`) on the topic ``event["name"]``.
+
+        Sets ``event["meta"]["id"]`` to a fresh unique id and returns it. The
+        event must already be valid.
+        """
+        meta = event.get("meta")
+        if meta is None:
+            meta = event["meta"] = {}
+        event_id = uuid.uuid4().hex
+        meta["id"] = event_id
+        self.publish(self.realms[realm or self.default_realm], event["name"], [event], None)
+        return event_id
+
+
+def _session_ids(options: dict[str, Any], name: str) -> frozenset[int] | None:
+    value = options.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(type(v) is int for v in value):
+        raise ApplicationError(uris.INVALID_ARGUMENT, f"option {name!r} must be a list of session ids")
+    return frozenset(value)

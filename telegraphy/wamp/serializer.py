@@ -1,0 +1,124 @@
+"""WAMP serializers (JSON and MessagePack) and wire codecs.
+
+A :class:`Serializer` turns a message list into bytes and back. A
+:class:`WireCodec` pairs a serializer with a transport's framing (for example
+a prepared WebSocket frame header), so the broker can encode an event once per
+codec and write the very same bytes to every subscriber using it (WAMP §10
+"Serializations"; the WebSocket subprotocols are ``wamp.2.json`` and
+``wamp.2.msgpack``).
+
+Limits: JSON binary payloads (WAMP's ``"\\0" + base64`` strings) are passed
+through as strings, not converted to bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import msgpack  # type: ignore[import-untyped]
+
+from .errors import SerializationError
+
+__all__ = ["JSON", "MSGPACK", "SERIALIZERS", "JsonSerializer", "MsgpackSerializer", "Serializer", "WireCodec"]
+
+
+class Serializer(Protocol):
+    """Encodes message lists to bytes and decodes them back."""
+
+    name: str
+    subprotocol: str
+    binary: bool
+
+    def encode(self, message: list[Any]) -> bytes: ...
+
+    def decode(self, data: bytes | str) -> Any: ...
+
+
+class JsonSerializer:
+    """``wamp.2.json``: UTF-8 JSON text, compact separators."""
+
+    name = "json"
+    subprotocol = "wamp.2.json"
+    binary = False
+
+    def __init__(self) -> None:
+        self._encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        self._decoder = json.JSONDecoder()
+
+    def encode(self, message: list[Any]) -> bytes:
+        return self._encoder.encode(message).encode("utf-8")
+
+    def decode(self, data: bytes | str) -> Any:
+        try:
+            if isinstance(data, bytes):
+                data = data.decode("utf-8")
+            return self._decoder.decode(data)
+        except UnicodeDecodeError:
+            raise SerializationError("invalid json: not utf-8") from None
+        except ValueError as exc:
+            raise SerializationError(f"invalid json: {exc}") from None
+        except RecursionError:
+            raise SerializationError("invalid json: nested too deeply") from None
+
+
+class MsgpackSerializer:
+    """``wamp.2.msgpack``: MessagePack in binary frames."""
+
+    name = "msgpack"
+    subprotocol = "wamp.2.msgpack"
+    binary = True
+
+    def __init__(self) -> None:
+        self._packer = msgpack.Packer(use_bin_type=True)
+
+    def encode(self, message: list[Any]) -> bytes:
+        packed: bytes = self._packer.pack(message)
+        return packed
+
+    def decode(self, data: bytes | str) -> Any:
+        if isinstance(data, str):
+            raise SerializationError("invalid msgpack: got a text frame, expected binary")
+        try:
+            # strict_map_key keeps keys to str/bytes; raw=False decodes strings.
+            return msgpack.unpackb(data, raw=False, strict_map_key=True)
+        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+            raise SerializationError(f"invalid msgpack: {exc or type(exc).__name__}") from None
+        except Exception as exc:  # msgpack raises assorted types on garbage
+            raise SerializationError(f"invalid msgpack: {type(exc).__name__}") from None
+
+
+JSON = JsonSerializer()
+MSGPACK = MsgpackSerializer()
+
+#: Serializers by WebSocket subprotocol, in the server's order of preference.
+SERIALIZERS: dict[str, Serializer] = {JSON.subprotocol: JSON, MSGPACK.subprotocol: MSGPACK}
+
+
+def _identity(payload: bytes) -> bytes:
+    return payload
+
+
+class WireCodec:
+    """A serializer plus the framing of one transport.
+
+    ``encode`` returns bytes ready to be written to the transport as they are.
+    Instances are shared by all connections of one kind, and the broker keys
+    its once-per-publish encoding cache on them.
+    """
+
+    __slots__ = ("frame", "serializer")
+
+    def __init__(self, serializer: Serializer, frame: Callable[[bytes], bytes] = _identity) -> None:
+        self.serializer = serializer
+        self.frame = frame
+
+    def encode(self, message: list[Any]) -> bytes:
+        return self.frame(self.serializer.encode(message))
+
+    def decode(self, data: bytes | str) -> Any:
+        return self.serializer.decode(data)
+
+    def __repr__(self) -> str:
+        return f"WireCodec({self.serializer.name})"

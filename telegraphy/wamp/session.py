@@ -1,0 +1,398 @@
+"""A router-side WAMP session: the per-connection state machine, sans-I/O.
+
+A transport creates one :class:`ServerSession` per connection with
+:meth:`Router.attach`, then:
+
+1. feeds every received WebSocket message (or SockJS frame, …) to
+   :meth:`ServerSession.receive` with the current time;
+2. writes out what :meth:`ServerSession.data_to_send` returns — for this
+   session and for every session the router reports dirty (fan-out fills the
+   outgoing lists of other sessions, see :meth:`Router.take_dirty`);
+3. closes the connection when :attr:`ServerSession.close_request` is set,
+   after writing the pending data;
+4. calls :meth:`ServerSession.connection_lost` when the connection is gone.
+
+Every state transition lives in this file (WAMP §5 "Sessions"):
+
+::
+
+    ESTABLISHING --HELLO--> CHALLENGING --AUTHENTICATE--> ESTABLISHED
+         |  \\____________________________(anonymous)______/   |    |
+         |                                       GOODBYE(peer)  |    | router GOODBYE
+         v                                                      v    v
+       FAILED  <--protocol violation / ABORT--   CLOSED <--GOODBYE-- SHUTTING_DOWN
+
+``CLOSED`` accepts a new HELLO on the same connection (WAMP §5.2: the
+transport may be reused); ``FAILED`` means the transport must close.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .auth import Identity, PendingChallenge
+from .errors import ApplicationError, AuthenticationFailed, ProtocolViolation, WampError, uris
+from .messages import (
+    MAX_ID,
+    Abort,
+    Authenticate,
+    Call,
+    Error,
+    Goodbye,
+    Hello,
+    Invocation,
+    Message,
+    Publish,
+    Published,
+    Register,
+    Registered,
+    Subscribe,
+    Subscribed,
+    Unregister,
+    Unregistered,
+    Unsubscribe,
+    Unsubscribed,
+    Welcome,
+    Yield,
+    parse,
+)
+
+if TYPE_CHECKING:
+    from .router import Realm, Router
+    from .serializer import WireCodec
+
+__all__ = ["CLOSE_NORMAL", "CLOSE_POLICY", "CLOSE_PROTOCOL_ERROR", "ServerSession", "SessionState"]
+
+logger = logging.getLogger("telegraphy.wamp")
+
+# WebSocket close codes (RFC 6455 §7.4.1) the transport uses after a session ends.
+CLOSE_NORMAL = 1000
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_POLICY = 1008
+
+
+class SessionState(enum.Enum):
+    ESTABLISHING = "establishing"
+    CHALLENGING = "challenging"
+    ESTABLISHED = "established"
+    SHUTTING_DOWN = "shutting_down"
+    CLOSED = "closed"
+    FAILED = "failed"
+
+
+class ServerSession:
+    """The router's side of one WAMP connection.
+
+    Args:
+        router: the router the session joins.
+        codec: the wire codec of the connection (serializer + framing).
+        transport: an opaque object the transport keeps here to find its
+            connection again (for example when flushing dirty sessions).
+        peer: a description of the peer for logs and ``wamp.session`` meta
+            data, such as ``"tcp4:127.0.0.1:52114"``.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_challenge",
+        "_handlers",
+        "_next_request",
+        "_out",
+        "_router",
+        "close_request",
+        "codec",
+        "id",
+        "identity",
+        "peer",
+        "realm",
+        "registrations",
+        "state",
+        "subscriptions",
+        "transport",
+    )
+
+    def __init__(self, router: Router, codec: WireCodec, transport: Any = None, peer: str = "") -> None:
+        self._router = router
+        self.codec = codec
+        self.transport = transport
+        self.peer = peer
+        self.state = SessionState.ESTABLISHING
+        self.id: int | None = None
+        self.realm: Realm | None = None
+        self.identity: Identity | None = None
+        self.subscriptions: set[int] = set()
+        self.registrations: set[int] = set()
+        #: (code, reason) once the transport should close after flushing.
+        self.close_request: tuple[int, str] | None = None
+        self._out: list[bytes] = []
+        self._challenge: PendingChallenge | None = None
+        self._next_request = 0
+        self._handlers: dict[type[Message], Callable[[Any], None]] = {
+            Publish: self._on_publish,
+            Subscribe: self._on_subscribe,
+            Unsubscribe: self._on_unsubscribe,
+            Call: self._on_call,
+            Register: self._on_register,
+            Unregister: self._on_unregister,
+            Yield: self._on_yield,
+            Error: self._on_error,
+            Goodbye: self._on_goodbye,
+        }
+
+    def __repr__(self) -> str:
+        return f"ServerSession({self.id}, {self.state.value}, {self.peer})"
+
+    # Output ------------------------------------------------------------------
+
+    def deliver(self, frame: bytes) -> None:
+        """Queue prepared wire bytes for this connection (the fan-out hot path)."""
+        out = self._out
+        if not out:
+            self._router._mark_dirty(self)
+        out.append(frame)
+
+    def send(self, message: Message) -> None:
+        """Encode and queue one message for this connection."""
+        self.deliver(self.codec.encode(message.marshal()))
+
+    def data_to_send(self) -> list[bytes]:
+        """Return and forget the frames waiting to be written, oldest first."""
+        out = self._out
+        if not out:
+            return out
+        self._out = []
+        return out
+
+    @property
+    def pending_frames(self) -> int:
+        return len(self._out)
+
+    def next_request_id(self) -> int:
+        """Return the next session-scope request id (WAMP §7.1.3: 1, 2, 3, …)."""
+        self._next_request = self._next_request % MAX_ID + 1
+        return self._next_request
+
+    # Input -------------------------------------------------------------------
+
+    def receive(self, data: bytes | str, now: float) -> None:
+        """Handle one received transport message.
+
+        Protocol violations never raise: the session sends ABORT and sets
+        :attr:`close_request`. Nothing here affects other sessions beyond the
+        WAMP semantics of what was received.
+        """
+        if self.state is SessionState.FAILED:
+            return
+        self._router.stats.messages_received += 1
+        try:
+            message = parse(self.codec.decode(data))
+            self._dispatch(message, now)
+        except ProtocolViolation as exc:
+            self._router.stats.protocol_errors += 1
+            logger.info("protocol violation from %s (session %s): %s", self.peer, self.id, exc.message)
+            self._fail(exc.uri, exc.message, CLOSE_PROTOCOL_ERROR)
+
+    def _dispatch(self, message: Message, now: float) -> None:
+        state = self.state
+        if state is SessionState.ESTABLISHED:
+            handler = self._handlers.get(type(message))
+            if handler is None:
+                raise ProtocolViolation(f"unexpected {message.NAME} from a client in an established session")
+            handler(message)
+        elif state is SessionState.ESTABLISHING or state is SessionState.CLOSED:
+            if not isinstance(message, Hello):
+                raise ProtocolViolation(f"unexpected {message.NAME} before HELLO")
+            self._on_hello(message, now)
+        elif state is SessionState.CHALLENGING:
+            if isinstance(message, Abort):
+                self._leave(SessionState.CLOSED)
+                return
+            if not isinstance(message, Authenticate):
+                raise ProtocolViolation(f"unexpected {message.NAME} while waiting for AUTHENTICATE")
+            self._on_authenticate(message)
+        elif state is SessionState.SHUTTING_DOWN:
+            # WAMP §5.3: after sending GOODBYE, wait for the peer's GOODBYE and
+            # ignore everything else.
+            if isinstance(message, Goodbye):
+                self._leave(SessionState.CLOSED)
+                self.close_request = (CLOSE_NORMAL, message.reason)
+
+    # Session establishment -----------------------------------------------------
+
+    def _on_hello(self, hello: Hello, now: float) -> None:
+        realm = self._router.realms.get(hello.realm)
+        if realm is None:
+            self._abort(uris.NO_SUCH_REALM, f"no realm {hello.realm!r} on this router")
+            return
+        self.realm = realm
+        self.id = self._router.new_session_id()
+        try:
+            outcome = self._router.authenticator.begin(hello, self.id, now)
+        except AuthenticationFailed as exc:
+            self._abort(exc.uri, exc.message)
+            return
+        if isinstance(outcome, Identity):
+            self._welcome(outcome)
+        else:
+            self._challenge = outcome
+            self.state = SessionState.CHALLENGING
+            self.send(outcome.challenge)
+
+    def _on_authenticate(self, message: Authenticate) -> None:
+        assert self._challenge is not None
+        pending, self._challenge = self._challenge, None
+        try:
+            identity = self._router.authenticator.complete(pending, message)
+        except AuthenticationFailed as exc:
+            logger.info("authentication failed for %s: %s", self.peer, exc.message)
+            self._abort(exc.uri, exc.message)
+            return
+        self._welcome(identity)
+
+    def _welcome(self, identity: Identity) -> None:
+        assert self.realm is not None and self.id is not None
+        self.identity = identity
+        self.state = SessionState.ESTABLISHED
+        self.realm.sessions[self.id] = self
+        details = {
+            "realm": self.realm.name,
+            "authid": identity.authid,
+            "authrole": identity.authrole,
+            "authmethod": identity.authmethod,
+            "authprovider": identity.authprovider,
+            "roles": self._router.roles,
+        }
+        self.send(Welcome(self.id, details))
+
+    def _abort(self, reason: str, message: str) -> None:
+        """Refuse the session being opened: ABORT, then the transport closes."""
+        self.send(Abort({"message": message}, reason))
+        code = CLOSE_PROTOCOL_ERROR if reason == uris.PROTOCOL_VIOLATION else CLOSE_POLICY
+        self._leave(SessionState.FAILED)
+        self.close_request = (code, reason)
+
+    def _fail(self, reason: str, message: str, code: int) -> None:
+        self.send(Abort({"message": message}, reason))
+        self._leave(SessionState.FAILED)
+        self.close_request = (code, reason)
+
+    # Session close -----------------------------------------------------------
+
+    def _on_goodbye(self, message: Goodbye) -> None:
+        # WAMP §5.3: answer GOODBYE with GOODBYE and wamp.close.goodbye_and_out.
+        self.send(Goodbye({}, uris.GOODBYE_AND_OUT))
+        self._leave(SessionState.CLOSED)
+
+    def shutdown(self, reason: str = uris.SYSTEM_SHUTDOWN, message: str = "the router is shutting down") -> None:
+        """Start closing from the router's side with GOODBYE (e.g. on SIGTERM).
+
+        A session not yet established is aborted instead.
+        """
+        if self.state is SessionState.ESTABLISHED:
+            self.send(Goodbye({"message": message}, reason))
+            self._leave(SessionState.SHUTTING_DOWN)
+        elif self.state in (SessionState.ESTABLISHING, SessionState.CHALLENGING):
+            self._fail(reason, message, CLOSE_NORMAL)
+
+    def connection_lost(self) -> None:
+        """The transport is gone: forget the session everywhere."""
+        self._leave(SessionState.FAILED)
+        self._out = []
+
+    def _leave(self, state: SessionState) -> None:
+        """Detach from the realm (subscriptions, registrations, calls) and move to ``state``."""
+        realm = self.realm
+        if realm is not None and self.id is not None and realm.sessions.get(self.id) is self:
+            del realm.sessions[self.id]
+            realm.broker.remove_session(self, self.subscriptions)
+            realm.dealer.remove_session(self, self.registrations)
+        self.subscriptions.clear()
+        self.registrations.clear()
+        self._challenge = None
+        self.realm = None
+        self.state = state
+
+    # Established session -------------------------------------------------------
+
+    def _request_error(self, request: Message, request_id: int, exc: WampError) -> None:
+        self.send(Error(request.TYPE, request_id, {}, exc.uri, [exc.message]))
+
+    def _authorize(self, action: str, uri: str) -> None:
+        assert self.identity is not None
+        self._router.authorize(self.identity, action, uri)
+
+    def _on_publish(self, message: Publish) -> None:
+        assert self.realm is not None
+        options = message.options
+        try:
+            self._authorize("publish", message.topic)
+            publication = self._router.publish(self.realm, message.topic, message.args, message.kwargs, options, publisher=self)
+        except ApplicationError as exc:
+            if options.get("acknowledge"):
+                self._request_error(message, message.request, exc)
+            return
+        if options.get("acknowledge"):
+            self.send(Published(message.request, publication))
+
+    def _on_subscribe(self, message: Subscribe) -> None:
+        assert self.realm is not None
+        try:
+            self._authorize("subscribe", message.topic)
+        except ApplicationError as exc:
+            self._request_error(message, message.request, exc)
+            return
+        sub = self.realm.broker.subscribe(self, message.topic, message.options.get("match", "exact"))
+        self.subscriptions.add(sub.id)
+        self.send(Subscribed(message.request, sub.id))
+
+    def _on_unsubscribe(self, message: Unsubscribe) -> None:
+        assert self.realm is not None
+        try:
+            self.realm.broker.unsubscribe(self, message.subscription)
+        except ApplicationError as exc:
+            self._request_error(message, message.request, exc)
+            return
+        self.subscriptions.discard(message.subscription)
+        self.send(Unsubscribed(message.request))
+
+    def _on_call(self, message: Call) -> None:
+        assert self.realm is not None
+        try:
+            self._authorize("call", message.procedure)
+            self.realm.dealer.call(self, message)
+        except ApplicationError as exc:
+            self._request_error(message, message.request, exc)
+
+    def _on_register(self, message: Register) -> None:
+        assert self.realm is not None
+        try:
+            self._authorize("register", message.procedure)
+            registration = self.realm.dealer.register(self, message.procedure, message.options)
+        except ApplicationError as exc:
+            self._request_error(message, message.request, exc)
+            return
+        self.registrations.add(registration.id)
+        self.send(Registered(message.request, registration.id))
+
+    def _on_unregister(self, message: Unregister) -> None:
+        assert self.realm is not None
+        try:
+            self.realm.dealer.unregister(self, message.registration)
+        except ApplicationError as exc:
+            self._request_error(message, message.request, exc)
+            return
+        self.registrations.discard(message.registration)
+        self.send(Unregistered(message.request))
+
+    def _on_yield(self, message: Yield) -> None:
+        assert self.realm is not None
+        self.realm.dealer.yield_(self, message)
+
+    def _on_error(self, message: Error) -> None:
+        assert self.realm is not None
+        if message.request_type != Invocation.TYPE:
+            raise ProtocolViolation(f"invalid value {message.request_type} for 'request_type' in ERROR: a client only sends ERROR for INVOCATION")
+        self.realm.dealer.invocation_error(self, message)
