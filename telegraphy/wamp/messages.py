@@ -111,11 +111,11 @@ class Message:
 
     @classmethod
     def _uri(cls, value: Any, name: str, match: str = "exact") -> str:
-        value = cls._str(value, name)
+        uri = cls._str(value, name)
         pattern = {"exact": _LOOSE_URI, "prefix": _PREFIX_URI, "wildcard": _WILDCARD_URI}.get(match, _LOOSE_URI)
-        if not value and match != "prefix" or not pattern.match(value):
-            raise ProtocolViolation(f"invalid uri {value!r} for '{name}' in {cls.NAME}")
-        return value
+        if (not uri and match != "prefix") or not pattern.match(uri):
+            raise ProtocolViolation(f"invalid uri {uri!r} for '{name}' in {cls.NAME}")
+        return uri
 
     @classmethod
     def _payload(cls, raw: Sequence[Any], start: int) -> tuple[list[Any] | None, dict[str, Any] | None]:
