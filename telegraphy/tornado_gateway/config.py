@@ -1,0 +1,517 @@
+"""Settings of the Tornado gateway, from command-line flags and the environment.
+
+Every setting has a flag and an environment variable. A flag wins over the
+environment, the environment over the default::
+
+    config = Config.from_args(sys.argv[1:], os.environ)
+    config.check()                 # refuses to run without a secret
+    config = config.with_secret()  # fills in a random secret under --insecure-dev
+
+Sizes accept plain byte counts and the suffixes ``K`` (KiB), ``M`` (MiB) and
+``G`` (GiB): ``1048576``, ``512K``, ``4M``. Booleans in the environment accept
+``1/true/yes/on`` and ``0/false/no/off``.
+
+An invalid value ends the program through argparse (exit status 2) with a
+message that names the flag and the environment variable it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import re
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "build_parser",
+    "parse_bool",
+    "parse_size",
+]
+
+logger = logging.getLogger("telegraphy.gateway")
+
+KIB = 1024
+MIB = 1024 * KIB
+
+#: Secrets shorter than this get a warning: HS256 wants at least 256 bits.
+MIN_SECRET_LENGTH = 32
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+_SIZE = re.compile(r"^\s*(\d+)\s*(k|kib|m|mib|g|gib)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {None: 1, "k": KIB, "kib": KIB, "m": MIB, "mib": MIB, "g": 1024 * MIB, "gib": 1024 * MIB}
+# An origin is scheme://host[:port], nothing after it (RFC 6454 §6.1).
+_ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/\s?#]+$", re.IGNORECASE)
+
+
+class ConfigError(Exception):
+    """The settings are consistent one by one but cannot run together.
+
+    Raised by :meth:`Config.check`; the message is meant for the operator,
+    as is, on stderr.
+    """
+
+
+@dataclass(frozen=True, repr=False)
+class Config:
+    """Every setting of the gateway. Build it with :meth:`from_args`.
+
+    Attributes:
+        host: the interface to listen on.
+        port: the TCP port; ``0`` picks a free one.
+        secret: the shared HS256 secret, or ``None`` when none was given.
+        insecure_dev: allow starting without a secret (a random one is used).
+        realm: the single WAMP realm served.
+        ws_path: the URL path of the WAMP WebSocket endpoint.
+        allowed_origins: browser origins allowed to open a WebSocket besides
+            the gateway's own; ``("*",)`` allows any.
+        allow_anonymous: let clients join without a connect token.
+        max_message_size: largest incoming WebSocket message, in bytes.
+        max_body_size: largest ``/publish`` request body, in bytes.
+        max_batch: most events in one ``/publish`` request.
+        jwt_leeway: clock skew tolerated on token ``exp``/``nbf``, in seconds.
+        outgoing_buffer: unsent bytes per connection before a slow consumer
+            is disconnected.
+        ping_interval: seconds between WebSocket pings; ``0`` disables them.
+        log_level: one of ``debug``, ``info``, ``warning``, ``error``,
+            ``critical``.
+        secret_generated: ``True`` when :meth:`with_secret` made up the secret.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 9000
+    secret: str | None = None
+    insecure_dev: bool = False
+    realm: str = "telegraphy"
+    ws_path: str = "/ws"
+    allowed_origins: tuple[str, ...] = ()
+    allow_anonymous: bool = True
+    max_message_size: int = 1 * MIB
+    max_body_size: int = 1 * MIB
+    max_batch: int = 1000
+    jwt_leeway: float = 5.0
+    outgoing_buffer: int = 4 * MIB
+    ping_interval: float = 25.0
+    log_level: str = "info"
+    secret_generated: bool = False
+
+    def __repr__(self) -> str:
+        # Never show the secret: configs end up in logs and tracebacks.
+        fields = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "secret" and value is not None:
+                value = "***"
+                fields.append(f"secret={value}")
+                continue
+            fields.append(f"{field.name}={value!r}")
+        return f"Config({', '.join(fields)})"
+
+    __str__ = __repr__
+
+    @classmethod
+    def from_args(cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+        """Parse flags and environment variables into a :class:`Config`.
+
+        Args:
+            argv: the arguments without the program name; ``None`` means
+                ``sys.argv[1:]``.
+            environ: the environment; ``None`` means ``os.environ``.
+
+        Raises:
+            SystemExit: with status 2 on an invalid value (argparse prints
+                the message), or 0 after ``--help``.
+        """
+        env = os.environ if environ is None else environ
+        parser = build_parser(env)
+        args = parser.parse_args(argv)
+        secret = _resolve_secret(parser, args, env)
+        insecure_dev = args.insecure_dev if args.insecure_dev is not None else _env_bool(parser, env, "TELEGRAPHY_INSECURE_DEV", "--insecure-dev", False)
+        allow_anonymous = (
+            args.allow_anonymous
+            if args.allow_anonymous is not None
+            else _env_bool(parser, env, "TELEGRAPHY_ALLOW_ANONYMOUS", "--allow-anonymous", True)
+        )
+        return cls(
+            host=args.host,
+            port=args.port,
+            secret=secret,
+            insecure_dev=insecure_dev,
+            realm=args.realm,
+            ws_path=args.ws_path,
+            allowed_origins=args.allowed_origins,
+            allow_anonymous=allow_anonymous,
+            max_message_size=args.max_message_size,
+            max_body_size=args.max_body_size,
+            max_batch=args.max_batch,
+            jwt_leeway=args.jwt_leeway,
+            outgoing_buffer=args.outgoing_buffer,
+            ping_interval=args.ping_interval,
+            log_level=args.log_level,
+        )
+
+    def check(self) -> None:
+        """Refuse settings the gateway cannot safely run with.
+
+        Raises:
+            ConfigError: when there is no secret and ``insecure_dev`` is off.
+        """
+        if not self.secret and not self.insecure_dev:
+            raise ConfigError(
+                "no secret configured: set TELEGRAPHY_SECRET (or --secret / --secret-file), "
+                "or pass --insecure-dev for local development"
+            )
+
+    def with_secret(self) -> Config:
+        """Return this config with a secret, generating one under ``insecure_dev``.
+
+        Call after :meth:`check`. A generated secret is random per process,
+        so no web app can mint tokens for it: a loud warning says so. A short
+        configured secret gets a warning too.
+        """
+        if self.secret:
+            if len(self.secret) < MIN_SECRET_LENGTH:
+                logger.warning(
+                    "the secret is %d characters long; use at least %d random characters",
+                    len(self.secret),
+                    MIN_SECRET_LENGTH,
+                )
+            return self
+        self.check()
+        logger.warning(
+            "INSECURE DEVELOPMENT MODE: no secret configured, using a random secret for this process only; "
+            "publishers and connect tokens from your web app will be refused. "
+            "Set TELEGRAPHY_SECRET before deploying."
+        )
+        return dataclasses.replace(self, secret=secrets.token_urlsafe(32), secret_generated=True)
+
+
+def parse_size(text: str) -> int:
+    """Return the byte count of ``text`` (``"1048576"``, ``"512K"``, ``"4M"``).
+
+    Raises:
+        ValueError: when ``text`` is not a non-negative size.
+    """
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a size (use bytes, or a number with K or M, e.g. 512K, 4M)")
+    unit = match.group(2).lower() if match.group(2) else None
+    return int(match.group(1)) * _SIZE_UNITS[unit]
+
+
+def parse_bool(text: str) -> bool:
+    """Return the truth of ``text``: ``1/true/yes/on`` or ``0/false/no/off``.
+
+    Raises:
+        ValueError: for any other text.
+    """
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"{text!r} is not a boolean (use 1/true/yes/on or 0/false/no/off)")
+
+
+class _EnvValue(str):
+    """A default taken from the environment; remembers the variable's name.
+
+    argparse converts string defaults with the option's ``type``, so an
+    invalid environment value fails exactly like an invalid flag, and the
+    converter can say where the value came from.
+    """
+
+    source: str
+
+    def __new__(cls, value: str, source: str) -> _EnvValue:
+        self = super().__new__(cls, value)
+        self.source = source
+        return self
+
+
+def _converter(
+    flag: str, env_names: Sequence[str], parse: Callable[[str], Any], check: Callable[[Any], str | None] | None = None
+) -> Callable[[str], Any]:
+    """Wrap ``parse`` so its errors name the flag and the environment variable."""
+    also = " or ".join(env_names)
+
+    def convert(text: str) -> Any:
+        source = f"from {text.source}" if isinstance(text, _EnvValue) else f"from {flag}"
+        try:
+            value = parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{_reason(exc)} ({source}; set with {flag} or {also})") from None
+        problem = check(value) if check else None
+        if problem:
+            raise argparse.ArgumentTypeError(f"{text!r} {problem} ({source}; set with {flag} or {also})")
+        return value
+
+    convert.__name__ = flag.lstrip("-").replace("-", "_")
+    return convert
+
+
+def _reason(exc: ValueError) -> str:
+    text = str(exc)
+    # int("x") and float("x") say "invalid literal for int() with base 10: 'x'".
+    if text.startswith("invalid literal for int()"):
+        return f"{text.rsplit(': ', 1)[-1]} is not an integer"
+    if text.startswith("could not convert string to float"):
+        return f"{text.rsplit(': ', 1)[-1]} is not a number"
+    return text
+
+
+def _port(value: int) -> str | None:
+    return None if 0 <= value <= 65535 else "is not a port (0-65535)"
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _non_negative(value: float) -> str | None:
+    return None if value >= 0 and value == value and value != float("inf") else "must be a finite number >= 0"
+
+
+def _non_empty(text: str) -> str:
+    if not text.strip():
+        raise ValueError("an empty value is not allowed")
+    return text.strip()
+
+
+def _path(text: str) -> str:
+    text = text.strip()
+    if not text.startswith("/") or any(c.isspace() for c in text) or "?" in text or "#" in text:
+        raise ValueError(f"{text!r} is not a URL path (it must start with '/', without spaces, query or fragment)")
+    return text
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    origins = []
+    for item in text.split(","):
+        origin = item.strip().rstrip("/").lower()
+        if not origin:
+            continue
+        if origin != "*" and not _ORIGIN.match(origin):
+            raise ValueError(f"{item.strip()!r} is not an origin (expected scheme://host[:port], or *)")
+        origins.append(origin)
+    return tuple(dict.fromkeys(origins))
+
+
+def _log_level(text: str) -> str:
+    level = text.strip().lower()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"{text!r} is not a log level (one of {', '.join(LOG_LEVELS)})")
+    return level
+
+
+def _env_bool(parser: argparse.ArgumentParser, env: Mapping[str, str], name: str, flag: str, default: bool) -> bool:
+    text = env.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        return parse_bool(text)
+    except ValueError as exc:
+        parser.error(f"{exc} (from {name}; set with {flag} or {name})")
+    raise AssertionError("unreachable")  # parser.error exits
+
+
+def _resolve_secret(parser: argparse.ArgumentParser, args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
+    """Return the secret: ``--secret``, ``--secret-file``, then their env vars."""
+    if args.secret is not None and args.secret_file is not None:
+        parser.error("give either --secret or --secret-file, not both")
+    if args.secret is not None:
+        return _non_empty_secret(parser, args.secret, "--secret")
+    if args.secret_file is not None:
+        return _read_secret(parser, args.secret_file, "--secret-file")
+    env_secret = env.get("TELEGRAPHY_SECRET") or None
+    env_file = env.get("TELEGRAPHY_SECRET_FILE") or None
+    if env_secret is not None and env_file is not None:
+        parser.error("set either TELEGRAPHY_SECRET or TELEGRAPHY_SECRET_FILE, not both")
+    if env_secret is not None:
+        return _non_empty_secret(parser, env_secret, "TELEGRAPHY_SECRET")
+    if env_file is not None:
+        return _read_secret(parser, env_file, "TELEGRAPHY_SECRET_FILE")
+    return None
+
+
+def _non_empty_secret(parser: argparse.ArgumentParser, secret: str, source: str) -> str:
+    secret = secret.strip()
+    if not secret:
+        parser.error(f"the secret from {source} is empty")
+    return secret
+
+
+def _read_secret(parser: argparse.ArgumentParser, path: str, source: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            secret = handle.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        parser.error(f"cannot read the secret file {path!r} (from {source}): {getattr(exc, 'strerror', None) or exc}")
+    if not secret:
+        parser.error(f"the secret file {path!r} (from {source}) is empty")
+    return secret
+
+
+def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """Return the argument parser; defaults come from ``environ`` when set there.
+
+    ``--help`` lists every flag with its environment variable and default.
+    """
+    env = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(
+        prog="telegraphy-gateway",
+        description=(
+            "Telegraphy gateway: WAMP v2 over WebSocket, the HTTP publish API, /health and /metrics. "
+            "Every flag has an environment variable; a flag wins over the environment, "
+            "the environment over the default. Sizes take K or M suffixes (KiB, MiB)."
+        ),
+        epilog="Booleans in the environment: 1/true/yes/on or 0/false/no/off.",
+    )
+
+    def env_default(names: Sequence[str], default: Any) -> Any:
+        # The first name set wins: ("TELEGRAPHY_PORT", "PORT") prefers ours
+        # over the platform's PORT.
+        for name in names:
+            value = env.get(name)
+            if value is not None and value.strip():
+                return _EnvValue(value, name)
+        return default
+
+    def add(
+        flag: str,
+        env_names: Sequence[str],
+        default: Any,
+        shown: str,
+        parse: Callable[[str], Any],
+        help_text: str,
+        check: Callable[[Any], str | None] | None = None,
+        metavar: str | None = None,
+    ) -> None:
+        parser.add_argument(
+            flag,
+            default=env_default(env_names, default),
+            type=_converter(flag, env_names, parse, check),
+            metavar=metavar,
+            help=f"{help_text} (env: {' or '.join(env_names)}; default: {shown})",
+        )
+
+    add("--host", ["TELEGRAPHY_HOST"], "127.0.0.1", "127.0.0.1", _non_empty, "interface to listen on", metavar="HOST")
+    add(
+        "--port",
+        ["TELEGRAPHY_PORT", "PORT"],
+        9000,
+        "9000",
+        int,
+        "TCP port; 0 picks a free port; TELEGRAPHY_PORT wins over PORT",
+        _port,
+        metavar="PORT",
+    )
+    parser.add_argument(
+        "--secret",
+        default=None,
+        metavar="SECRET",
+        help="shared HS256 secret for publish and connect tokens; prefer the env var or --secret-file, "
+        "flags show in the process list (env: TELEGRAPHY_SECRET; default: none)",
+    )
+    parser.add_argument(
+        "--secret-file",
+        default=None,
+        metavar="PATH",
+        help="read the secret from this file, surrounding whitespace stripped (env: TELEGRAPHY_SECRET_FILE; default: none)",
+    )
+    parser.add_argument(
+        "--insecure-dev",
+        action="store_const",
+        const=True,
+        default=None,
+        help="allow starting without a secret: a random per-process secret is used and a warning logged; "
+        "local development only (env: TELEGRAPHY_INSECURE_DEV; default: off)",
+    )
+    add("--realm", ["TELEGRAPHY_REALM"], "telegraphy", "telegraphy", _non_empty, "the WAMP realm served", metavar="REALM")
+    add("--ws-path", ["TELEGRAPHY_WS_PATH"], "/ws", "/ws", _path, "URL path of the WAMP WebSocket endpoint", metavar="PATH")
+    add(
+        "--allowed-origins",
+        ["TELEGRAPHY_ALLOWED_ORIGINS"],
+        (),
+        '"" (same origin only)',
+        _origins,
+        "comma-separated browser origins allowed to open a WebSocket, like https://example.com, or *; "
+        "same-origin and no-Origin clients are always allowed",
+        metavar="ORIGINS",
+    )
+    parser.add_argument(
+        "--allow-anonymous",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="let WAMP clients join without a connect token (env: TELEGRAPHY_ALLOW_ANONYMOUS; default: true)",
+    )
+    add(
+        "--max-message-size",
+        ["TELEGRAPHY_MAX_MESSAGE_SIZE"],
+        1 * MIB,
+        "1M",
+        parse_size,
+        "largest incoming WebSocket message, bytes",
+        _positive,
+        metavar="SIZE",
+    )
+    add(
+        "--max-body-size",
+        ["TELEGRAPHY_MAX_BODY_SIZE"],
+        1 * MIB,
+        "1M",
+        parse_size,
+        "largest HTTP /publish request body, bytes",
+        _positive,
+        metavar="SIZE",
+    )
+    add("--max-batch", ["TELEGRAPHY_MAX_BATCH"], 1000, "1000", int, "most events in one /publish request", _positive, metavar="N")
+    add(
+        "--jwt-leeway",
+        ["TELEGRAPHY_JWT_LEEWAY"],
+        5.0,
+        "5",
+        float,
+        "clock skew tolerated when checking token expiry, seconds",
+        _non_negative,
+        metavar="SECONDS",
+    )
+    add(
+        "--outgoing-buffer",
+        ["TELEGRAPHY_OUTGOING_BUFFER"],
+        4 * MIB,
+        "4M",
+        parse_size,
+        "unsent bytes per connection before a slow consumer is disconnected",
+        _positive,
+        metavar="SIZE",
+    )
+    add(
+        "--ping-interval",
+        ["TELEGRAPHY_PING_INTERVAL"],
+        25.0,
+        "25",
+        float,
+        "seconds between WebSocket pings; 0 disables them",
+        _non_negative,
+        metavar="SECONDS",
+    )
+    add(
+        "--log-level",
+        ["TELEGRAPHY_LOG_LEVEL"],
+        "info",
+        "info",
+        _log_level,
+        f"logging level on stderr: {', '.join(LOG_LEVELS)}",
+        metavar="LEVEL",
+    )
+    return parser
