@@ -1,0 +1,464 @@
+"""Publish events to a Telegraphy gateway from any Python program.
+
+The publisher is synchronous and framework-agnostic: a Django view, a Flask
+route, a Celery task or a script calls :meth:`Publisher.publish` and gets back
+the ids the gateway assigned. Underneath, each call is one HTTP ``POST`` to
+the gateway's ``/publish`` endpoint, signed with a short-lived JWT minted from
+the shared secret (:func:`telegraphy.tokens.mint_publish_token`)::
+
+    from telegraphy.event import make_event
+    from telegraphy.publisher import Publisher
+
+    with Publisher("http://127.0.0.1:9000", secret) as publisher:
+        publisher.publish(make_event("chat.lobby", {"text": "hello"}))
+        with publisher.batch():          # one request for both events
+            publisher.publish(make_event("shop.Order", {"pk": 1}, "create"))
+            publisher.publish(make_event("shop.Order", {"pk": 2}, "create"))
+
+How it behaves:
+
+- One keep-alive connection per thread (and per process: a forked child never
+  reuses its parent's socket), so one ``Publisher`` can be shared by every
+  thread of a gunicorn worker or a Celery process.
+- A keep-alive connection the gateway closed while idle is reopened at once,
+  without counting as a retry.
+- Connection errors and ``5xx`` answers are retried ``retries`` times with
+  exponential backoff and jitter; when every attempt failed,
+  :class:`GatewayUnavailable` names the gateway URL. A retry after a request
+  whose answer was lost may publish an event twice (at-least-once delivery).
+- A ``4xx`` answer is never retried: :class:`PublishRejected` carries the
+  status and the gateway's ``error`` code and ``detail``.
+- With ``fire_and_forget=True``, a :class:`PublishError` is logged on the
+  ``telegraphy.publisher`` logger instead of raised and the call returns
+  ``[]``. An event that is not valid (:class:`telegraphy.event.InvalidEvent`)
+  is the caller's bug and is always raised, before anything is sent.
+
+Exceptions::
+
+    PublishError                 root of every delivery failure
+    ├── GatewayUnavailable       unreachable, or answered 5xx, on every attempt
+    ├── PublishRejected          answered 4xx (bad token, bad event, too large)
+    └── UnexpectedResponse       answered 2xx with a body that is not the API's
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import logging
+import os
+import random
+import ssl
+import threading
+import time
+import urllib.parse
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+from telegraphy import __version__
+from telegraphy.event import InvalidEvent, validate_event
+from telegraphy.tokens import mint_publish_token
+
+__all__ = [
+    "Batch",
+    "GatewayUnavailable",
+    "PublishError",
+    "PublishRejected",
+    "Publisher",
+    "UnexpectedResponse",
+]
+
+logger = logging.getLogger("telegraphy.publisher")
+
+#: The longest pause between two attempts, whatever ``backoff`` and the attempt number.
+MAX_BACKOFF = 5.0
+
+_USER_AGENT = f"telegraphy-publisher/{__version__}"
+
+# Errors that mean "the idle keep-alive connection was closed by the peer":
+# on a reused connection they are answered by reconnecting at once.
+_STALE_CONNECTION_ERRORS = (
+    http.client.RemoteDisconnected,
+    ConnectionResetError,
+    ConnectionAbortedError,
+    BrokenPipeError,
+)
+
+
+class PublishError(Exception):
+    """An event could not be delivered to the gateway."""
+
+
+class GatewayUnavailable(PublishError):
+    """The gateway stayed unreachable (or kept answering ``5xx``).
+
+    Attributes:
+        url: the gateway URL the publisher was configured with.
+        attempts: how many requests were tried.
+        reason: what went wrong on the last attempt.
+    """
+
+    def __init__(self, url: str, attempts: int, reason: str) -> None:
+        self.url = url
+        self.attempts = attempts
+        self.reason = reason
+        plural = "attempt" if attempts == 1 else "attempts"
+        super().__init__(f"gateway {url} unavailable after {attempts} {plural}: {reason}")
+
+
+class PublishRejected(PublishError):
+    """The gateway refused the request with a ``4xx`` answer; it is not retried.
+
+    Attributes:
+        status: the HTTP status (400 bad event, 401 bad token, 413 too large, …).
+        error: the gateway's error code, e.g. ``"invalid_token"``.
+        detail: the gateway's explanation.
+    """
+
+    def __init__(self, status: int, error: str, detail: Any = None) -> None:
+        self.status = status
+        self.error = error
+        self.detail = detail
+        message = f"gateway rejected the publish with {status} {error}"
+        if detail:
+            message += f": {detail}"
+        super().__init__(message)
+
+
+class UnexpectedResponse(PublishError):
+    """The gateway answered ``2xx`` with a body that is not ``{"ids": [...]}``.
+
+    The events may have been published; the request is not retried.
+    """
+
+    def __init__(self, status: int, detail: str) -> None:
+        self.status = status
+        self.detail = detail
+        super().__init__(f"unexpected answer from the gateway ({status}): {detail}")
+
+
+class Batch:
+    """Events queued by :meth:`Publisher.batch`, sent as one request on exit.
+
+    ``ids`` holds the ids the gateway assigned, once the outermost batch has
+    been sent (it stays empty for a nested batch, whose events join the
+    enclosing one, and in fire-and-forget mode after a failure).
+    """
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.ids: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+
+class Publisher:
+    """A thread-safe client of the gateway's HTTP publish API.
+
+    Create one per process and share it; call :meth:`close` (or use it as a
+    context manager) when done. Connections are opened lazily, on the first
+    publish of each thread.
+
+    Args:
+        url: the gateway's base URL, e.g. ``"http://127.0.0.1:9000"``; events
+            are POSTed to ``url + "/publish"``.
+        secret: the secret shared with the gateway.
+        timeout: seconds to wait for connecting and for each answer.
+        retries: how many times a failed attempt (connection error or ``5xx``)
+            is retried; ``0`` tries once.
+        backoff: the pause before the first retry, in seconds; it doubles at
+            each further retry (at most :data:`MAX_BACKOFF`), with jitter.
+        fire_and_forget: log delivery failures instead of raising them.
+        token_ttl: lifetime of the publish tokens, in seconds; a token is
+            reused until shortly before it expires.
+        max_batch: the most events sent in one request; larger batches are
+            split into several requests.
+        ssl_context: the TLS context for an ``https://`` URL (default: the
+            system's trusted certificates).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        secret: str | bytes,
+        *,
+        timeout: float = 5,
+        retries: int = 3,
+        backoff: float = 0.1,
+        fire_and_forget: bool = False,
+        token_ttl: float = 60,
+        max_batch: int = 1000,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"gateway url must be http:// or https:// with a host, got {url!r}")
+        if not secret:
+            raise ValueError("the Telegraphy secret is empty")
+        if retries < 0:
+            raise ValueError(f"retries must be 0 or more, got {retries}")
+        if token_ttl < 2:
+            raise ValueError(f"token_ttl must be at least 2 seconds, got {token_ttl}")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        self.url = url.rstrip("/")
+        self.secret = secret
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.fire_and_forget = fire_and_forget
+        self.token_ttl = token_ttl
+        self.max_batch = max_batch
+        self._scheme = parsed.scheme
+        self._host = parsed.hostname
+        self._port = parsed.port
+        self._path = parsed.path.rstrip("/") + "/publish"
+        self._ssl_context = ssl_context
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: weakref.WeakSet[http.client.HTTPConnection] = weakref.WeakSet()
+        self._token: str | None = None
+        self._token_renew_at = 0.0
+
+    def __repr__(self) -> str:
+        return f"<Publisher {self.url}>"
+
+    # -- public API ----------------------------------------------------------
+
+    def publish(self, event: Mapping[str, Any]) -> list[str]:
+        """Publish one event (as built by :func:`telegraphy.event.make_event`).
+
+        Returns:
+            the one-element list of the id the gateway assigned; ``[]`` inside
+            :meth:`batch` (the event is queued) and after a logged failure in
+            fire-and-forget mode.
+
+        Raises:
+            InvalidEvent: the event does not have the Telegraphy shape.
+            PublishError: delivery failed (unless ``fire_and_forget``).
+        """
+        return self.publish_many([event])
+
+    def publish_many(self, events: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Publish several events in one request (or ``max_batch``-sized requests).
+
+        Returns:
+            the ids the gateway assigned, in order; ``[]`` inside :meth:`batch`
+            or for no events.
+
+        Raises:
+            InvalidEvent: an event does not have the Telegraphy shape; nothing
+                is sent.
+            PublishError: delivery failed (unless ``fire_and_forget``).
+        """
+        checked = [validate_event(dict(event), index) for index, event in enumerate(events)]
+        batches = self._batch_stack()
+        if batches:
+            batches[-1].events.extend(checked)
+            return []
+        ids: list[str] = []
+        try:
+            for start in range(0, len(checked), self.max_batch):
+                chunk = checked[start : start + self.max_batch]
+                ids.extend(self._send(self._encode(chunk, start), len(chunk)))
+        except PublishError:
+            if not self.fire_and_forget:
+                raise
+            logger.exception("dropped %d event(s) for %s", len(checked) - len(ids), self.url)
+        return ids
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[Batch]:
+        """Queue the events published inside the block; send them as one request on exit.
+
+        The queue belongs to the calling thread. If the block raises, the
+        queued events are discarded. A batch opened inside another one adds its
+        events to the enclosing batch, which sends them all.
+        """
+        stack = self._batch_stack()
+        current = Batch()
+        stack.append(current)
+        try:
+            yield current
+        except BaseException:
+            stack.pop()
+            raise
+        stack.pop()
+        if stack:
+            stack[-1].events.extend(current.events)
+        elif current.events:
+            current.ids = self.publish_many(current.events)
+
+    def close(self) -> None:
+        """Close every connection this publisher opened, in every thread.
+
+        Call it when no thread is publishing any more; a later publish
+        reconnects.
+        """
+        with self._lock:
+            connections = list(self._connections)
+            self._connections.clear()
+        for connection in connections:
+            connection.close()
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- request ---------------------------------------------------------------
+
+    def _send(self, body: bytes, count: int) -> list[str]:
+        """POST ``body`` with retries; return the ids from the gateway's answer."""
+        attempts = 0
+        reconnected = False
+        while True:
+            attempts += 1
+            connection, reused = self._connection()
+            try:
+                status, payload = self._round_trip(connection, body)
+            except (OSError, http.client.HTTPException) as exc:
+                self._discard_connection()
+                if reused and not reconnected and isinstance(exc, _STALE_CONNECTION_ERRORS):
+                    # The gateway closed the idle keep-alive connection before
+                    # reading this request: reconnect now, it is not a failure.
+                    logger.debug("keep-alive connection to %s was closed; reconnecting", self.url)
+                    reconnected = True
+                    attempts -= 1
+                    continue
+                reason = _describe(exc)
+            else:
+                if 200 <= status < 300:
+                    return self._ids(status, payload, count)
+                if status < 500:
+                    error, detail = _error_of(status, payload)
+                    if status == 401:
+                        self._forget_token()
+                    raise PublishRejected(status, error, detail)
+                error, detail = _error_of(status, payload)
+                reason = f"HTTP {status} {error}" + (f": {detail}" if detail else "")
+            if attempts > self.retries:
+                raise GatewayUnavailable(self.url, attempts, reason)
+            delay = min(MAX_BACKOFF, self.backoff * 2 ** (attempts - 1))
+            # Jitter spreads the retries of many workers that failed together.
+            delay *= 0.5 + random.random() / 2
+            logger.warning(
+                "publish to %s failed (%s); retry %d of %d in %.2fs", self.url, reason, attempts, self.retries, delay
+            )
+            time.sleep(delay)
+
+    def _round_trip(self, connection: http.client.HTTPConnection, body: bytes) -> tuple[int, bytes]:
+        headers = {
+            "Authorization": f"Bearer {self._current_token()}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": _USER_AGENT,
+        }
+        connection.request("POST", self._path, body=body, headers=headers)
+        response = connection.getresponse()
+        payload = response.read()  # read it all, so the connection can be reused
+        if response.will_close:
+            self._discard_connection()
+        return response.status, payload
+
+    def _ids(self, status: int, payload: bytes, count: int) -> list[str]:
+        try:
+            answer = json.loads(payload)
+            ids = answer["ids"]
+            if not isinstance(ids, list):
+                raise TypeError("'ids' is not a list")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UnexpectedResponse(status, f"{exc}; body {_excerpt(payload)!r}") from None
+        if len(ids) != count:
+            logger.warning("gateway %s returned %d ids for %d events", self.url, len(ids), count)
+        return [str(event_id) for event_id in ids]
+
+    @staticmethod
+    def _encode(events: list[dict[str, Any]], offset: int) -> bytes:
+        body: Any = events[0] if len(events) == 1 else events
+        try:
+            return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            index = offset if len(events) == 1 else None
+            raise InvalidEvent("data", f"is not JSON-serializable: {exc}", index) from None
+
+    # -- per-thread state ----------------------------------------------------------
+
+    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+        """Return this thread's connection and whether it was used before."""
+        local = self._local
+        connection: http.client.HTTPConnection | None = getattr(local, "connection", None)
+        if connection is not None and local.pid == os.getpid() and connection.sock is not None:
+            return connection, True
+        if connection is not None and local.pid == os.getpid():
+            connection.close()
+        # A forked child drops (without closing) the socket it shares with its parent.
+        if self._scheme == "https":
+            connection = http.client.HTTPSConnection(
+                self._host, self._port, timeout=self.timeout, context=self._ssl_context
+            )
+        else:
+            connection = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+        local.connection = connection
+        local.pid = os.getpid()
+        with self._lock:
+            self._connections.add(connection)
+        return connection, False
+
+    def _discard_connection(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+            with self._lock:
+                self._connections.discard(connection)
+
+    def _batch_stack(self) -> list[Batch]:
+        stack: list[Batch] | None = getattr(self._local, "batches", None)
+        if stack is None:
+            stack = self._local.batches = []
+        return stack
+
+    def _current_token(self) -> str:
+        now = time.time()
+        with self._lock:
+            if self._token is None or now >= self._token_renew_at:
+                self._token = mint_publish_token(self.secret, self.token_ttl, now=now)
+                # Renew a little before expiry so that a token never expires in flight.
+                self._token_renew_at = now + self.token_ttl - min(10.0, self.token_ttl / 4)
+            return self._token
+
+    def _forget_token(self) -> None:
+        with self._lock:
+            self._token = None
+
+
+def _error_of(status: int, payload: bytes) -> tuple[str, Any]:
+    """Return the ``error`` code and ``detail`` of a gateway error answer."""
+    try:
+        answer = json.loads(payload)
+    except ValueError:
+        answer = None
+    if isinstance(answer, dict) and isinstance(answer.get("error"), str):
+        return answer["error"], answer.get("detail")
+    reason = http.client.responses.get(status, "error").lower().replace(" ", "_")
+    return reason, _excerpt(payload) or None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _excerpt(payload: bytes, limit: int = 200) -> str:
+    return payload[:limit].decode("utf-8", "replace")
