@@ -181,6 +181,9 @@ class Publisher:
             system's trusted certificates).
     """
 
+    # The clock tokens are minted by; tests replace it.
+    _clock = staticmethod(time.time)
+
     def __init__(
         self,
         url: str,
@@ -430,7 +433,7 @@ class Publisher:
         return stack
 
     def _current_token(self) -> str:
-        now = time.time()
+        now = self._clock()
         with self._lock:
             if self._token is None or now >= self._token_renew_at:
                 self._token = mint_publish_token(self.secret, self.token_ttl, now=now)
