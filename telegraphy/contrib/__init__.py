@@ -1,0 +1,1 @@
+"""Integrations of Telegraphy with web frameworks (the Django app lives here)."""

@@ -1,0 +1,1 @@
+"""Models and event classes used by the Django app's tests."""
