@@ -30,6 +30,7 @@ _COUNTERS: tuple[tuple[str, str], ...] = (
     ("connections_closed", "Client connections closed, for any reason."),
     ("messages_received", "WAMP messages received from clients."),
     ("protocol_errors", "Client messages refused as protocol violations."),
+    ("slow_consumers", "Connections closed because they stopped reading (outgoing buffer full)."),
     ("events_published", "Events published, from the HTTP API and from WAMP clients."),
     ("events_delivered", "Events delivered to subscribers (one per subscriber)."),
     ("publish_requests", "HTTP requests to /publish."),
@@ -65,6 +66,7 @@ class Metrics:
             (``"unauthorized"``, ``"invalid_event"``, …).
         messages_received: WAMP messages received from clients.
         protocol_errors: client messages refused as protocol violations.
+        slow_consumers: connections closed because their outgoing buffer filled.
     """
 
     def __init__(self) -> None:
@@ -77,6 +79,7 @@ class Metrics:
         self.publish_errors_by_code: dict[str, int] = {}
         self.messages_received = 0
         self.protocol_errors = 0
+        self.slow_consumers = 0
 
     def publish_error(self, code: str) -> None:
         """Count one ``/publish`` request answered with error ``code``."""

@@ -110,7 +110,11 @@ class WampWebSocketHandler(tornado.websocket.WebSocketHandler):
                 return
             name = JSON.subprotocol
         assert self.ws_connection is not None
-        self._wamp_stream = self.ws_connection.stream  # type: ignore[attr-defined]
+        stream: tornado.iostream.IOStream = self.ws_connection.stream  # type: ignore[attr-defined]
+        # The stream refuses writes past this many unsent bytes; write_frames
+        # then disconnects the slow consumer instead of buffering without bound.
+        stream.max_write_buffer_size = self.gateway.config.outgoing_buffer
+        self._wamp_stream = stream
         peer = f"{self.request.remote_ip}"
         self.session = self.gateway.router.attach(SUBPROTOCOLS[name], transport=self, peer=peer)
         self.gateway.connection_opened(self)
@@ -159,10 +163,11 @@ class WampWebSocketHandler(tornado.websocket.WebSocketHandler):
             data = memoryview(data)[sent:]
         try:
             stream.write(data).add_done_callback(_consume)
+        except tornado.iostream.StreamBufferFullError:
+            logger.warning(
+                "disconnecting slow consumer %s: over %d unsent bytes", self.request.remote_ip, stream.max_write_buffer_size
+            )
+            self.gateway.metrics.slow_consumers += 1
+            stream.close()
         except tornado.iostream.StreamClosedError:
             return
-        # IOStream has no public accessor for its unsent byte count.
-        if getattr(stream, "_write_buffer_size", 0) > self.gateway.config.outgoing_buffer:
-            logger.warning("disconnecting slow consumer %s: over %d unsent bytes", self.request.remote_ip, self.gateway.config.outgoing_buffer)
-            self.close_connection(CLOSE_POLICY, "slow consumer: outgoing buffer full")
-            stream.close()
