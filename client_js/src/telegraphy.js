@@ -1,0 +1,629 @@
+/**
+ * The public Telegraphy client: configuration, connection lifecycle,
+ * reconnect with backoff, and the API pages use.
+ *
+ *     Telegraphy.configure({url: 'wss://example.com/ws', token: connectToken});
+ *     Telegraphy.register('shop.Order', (event) => render(event.data));
+ *     Telegraphy.on('disconnect', ({willReconnect}) => showOffline(willReconnect));
+ *
+ * Protocol logic lives in the pure `Session`; this module wires it to a
+ * transport, timers and the application's callbacks. Connection states:
+ *
+ *     disconnected ─connect()─► connecting ─WELCOME─► connected
+ *          ▲                        │                     │
+ *          └──── transport closed ──┴─────────────────────┘
+ *                (then, unless disconnect() or a fatal error: wait, connect again)
+ *
+ * @module telegraphy
+ */
+
+import { backoffDelay, DEFAULT_RECONNECT, normalizeReconnect } from './backoff.js';
+import { MessageType } from './codec.js';
+import { Emitter } from './emitter.js';
+import {
+  CallbackError, ConnectionError, ProtocolError, TelegraphyError, UsageError, WampError,
+} from './errors.js';
+import { Session, SessionState } from './session.js';
+import { Subscription, EventType } from './subscription.js';
+import { globalScope, resolveUrl, WebSocketTransport } from './transport.js';
+
+/** The client version, also sent in HELLO as part of the agent string. */
+export const VERSION = '0.1.0';
+
+/** Name of the global the page sets before loading the script to configure and connect. */
+export const GLOBAL_CONFIG_NAME = 'TELEGRAPHY_CONFIG';
+
+/** Values of `client.state`. */
+export const ConnectionState = Object.freeze({
+  DISCONNECTED: 'disconnected',
+  CONNECTING: 'connecting',
+  CONNECTED: 'connected',
+});
+
+/** Events accepted by on()/off(). */
+export const EVENT_NAMES = Object.freeze(['connect', 'disconnect', 'error', 'statechange']);
+
+/**
+ * ABORT reasons that mean "this token will never work": without a
+ * tokenProvider to fetch a new one, the client stops reconnecting.
+ */
+export const AUTH_FAILURES = Object.freeze([
+  'wamp.error.authentication_failed',
+  'wamp.error.not_authorized',
+  'wamp.error.no_auth_method',
+  'wamp.error.cannot_authenticate',
+]);
+
+/** Configuration defaults; see configure(). */
+export const DEFAULT_CONFIG = Object.freeze({
+  url: 'ws://127.0.0.1:9000/ws',
+  realm: 'telegraphy',
+  token: null,
+  authid: null,
+  tokenProvider: null,
+  reconnect: DEFAULT_RECONNECT,
+  autoConnect: true,
+  resume: false,
+  closeTimeout: 2000,
+  transports: null,
+  WebSocket: null,
+  timers: null,
+  random: null,
+});
+
+/** Option checks: each returns an error text, or '' when the value is fine. */
+const OPTION_CHECKS = {
+  url: (v) => (typeof v === 'string' && v.length > 0 ? '' : 'a non-empty string'),
+  realm: (v) => (typeof v === 'string' && v.length > 0 ? '' : 'a non-empty string'),
+  token: (v) => (v === null || typeof v === 'string' ? '' : 'a string or null'),
+  authid: (v) => (v === null || typeof v === 'string' ? '' : 'a string or null'),
+  tokenProvider: (v) => (v === null || typeof v === 'function' ? '' : 'a function returning a token (or a promise of one), or null'),
+  reconnect: (v) => (v === false || v === true || (v !== null && typeof v === 'object') ? '' : '{minDelay, maxDelay} or false'),
+  autoConnect: (v) => (typeof v === 'boolean' ? '' : 'a boolean'),
+  resume: (v) => (typeof v === 'boolean' ? '' : 'a boolean'),
+  closeTimeout: (v) => (typeof v === 'number' && v >= 0 ? '' : 'a number of milliseconds'),
+  transports: (v) => (v === null || (Array.isArray(v) && v.length > 0) ? '' : 'a non-empty array of transport classes, or null'),
+  WebSocket: (v) => (v === null || typeof v === 'function' ? '' : 'a WebSocket class, or null'),
+  timers: (v) => (v === null || (v && typeof v.setTimeout === 'function' && typeof v.clearTimeout === 'function')
+    ? '' : '{setTimeout, clearTimeout}, or null'),
+  random: (v) => (v === null || typeof v === 'function' ? '' : 'a function returning [0, 1), or null'),
+};
+
+// Bound so that methods called on another object do not hit "Illegal invocation".
+const DEFAULT_TIMERS = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (id) => clearTimeout(id),
+};
+
+/**
+ * A Telegraphy connection. Pages use the shared instance `Telegraphy`;
+ * construct more for tests or for several gateways.
+ */
+export class TelegraphyClient {
+  /**
+   * @param {Object=} options as for configure(); when given, configure() runs
+   *   (and with autoConnect the client connects).
+   */
+  constructor(options) {
+    this._config = Object.assign({}, DEFAULT_CONFIG);
+    this._reconnect = normalizeReconnect(DEFAULT_CONFIG.reconnect);
+    this._emitter = new Emitter(EVENT_NAMES, (name, err) => this._listenerFailed(name, err));
+    this._session = new Session({
+      send: (array) => this._transport.send(JSON.stringify(array)),
+      onOpen: (info) => this._sessionOpened(info),
+      onClose: (info) => this._sessionClosed(info),
+      onError: (err) => this._reportError(err),
+    });
+    this._state = ConnectionState.DISCONNECTED;
+    this._transport = null;
+    this._wantConnected = false;
+    this._autoConnectPending = false;
+    this._attempt = 0;
+    this._connectSerial = 0;
+    this._reconnectTimer = null;
+    this._closeTimer = null;
+    this._wampClose = null;
+    this._fatal = null;
+    /** @type {Set<Subscription>} */
+    this._chains = new Set();
+    if (options) {
+      this.configure(options);
+    }
+  }
+
+  /** @returns {string} 'disconnected' | 'connecting' | 'connected' */
+  get state() {
+    return this._state;
+  }
+
+  /** @returns {?number} the WAMP session id while connected */
+  get sessionId() {
+    return this._session.sessionId;
+  }
+
+  /** @returns {Object} a copy of the current configuration */
+  get config() {
+    return Object.assign({}, this._config);
+  }
+
+  /**
+   * Set options; unspecified ones keep their values.
+   *
+   * - `url` gateway WebSocket URL, default "ws://127.0.0.1:9000/ws"; "/ws" is
+   *   taken relative to the page
+   * - `realm` default "telegraphy"
+   * - `token` connect token (a JWT) sent as WAMP ticket; null: anonymous
+   * - `authid` WAMP authid, default null
+   * - `tokenProvider` `async () => token`, called before each (re)connect;
+   *   overrides `token`
+   * - `reconnect` `{minDelay: 500, maxDelay: 15000}` (ms), or false
+   * - `autoConnect` default true: connect right after configure()
+   * - `resume` default false: present the last resume token in HELLO
+   * - `closeTimeout` ms to wait for the router's GOODBYE, default 2000
+   * - `transports` transport classes to use, in order of preference
+   *   (default [WebSocketTransport])
+   * - `WebSocket`, `timers` ({setTimeout, clearTimeout}), `random`: stand-ins
+   *   for the browser's, mostly for tests
+   *
+   * Changes apply from the next connection. With `autoConnect`, a
+   * disconnected client connects once the current script task's microtasks run.
+   *
+   * @param {Object} options
+   * @returns {TelegraphyClient} this
+   * @throws {UsageError} on unknown options or wrong types
+   */
+  configure(options) {
+    if (!options || typeof options !== 'object') {
+      throw new UsageError('configure() takes an options object');
+    }
+    for (const key of Object.keys(options)) {
+      const check = OPTION_CHECKS[key];
+      if (!check) {
+        throw new UsageError('unknown option ' + JSON.stringify(key) + ', expected one of '
+          + Object.keys(OPTION_CHECKS).join(', '));
+      }
+      const expected = options[key] === undefined ? '' : check(options[key]);
+      if (expected) {
+        throw new UsageError('option ' + key + ' must be ' + expected);
+      }
+    }
+    const reconnect = 'reconnect' in options ? normalizeReconnect(options.reconnect) : this._reconnect;
+    for (const key of Object.keys(options)) {
+      if (options[key] !== undefined) {
+        this._config[key] = options[key];
+      }
+    }
+    this._reconnect = reconnect;
+    if (this._config.autoConnect && this._state === ConnectionState.DISCONNECTED && !this._autoConnectPending) {
+      this._autoConnectPending = true;
+      Promise.resolve().then(() => {
+        if (this._autoConnectPending) {
+          this._autoConnectPending = false;
+          if (this._state === ConnectionState.DISCONNECTED && !this._reconnectTimer) {
+            this.connect();
+          }
+        }
+      });
+    }
+    return this;
+  }
+
+  // ---- events -------------------------------------------------------------------
+
+  /**
+   * Listen to a connection event:
+   * - 'connect' `fn({sessionId, transport, details})`
+   * - 'disconnect' `fn({code, reason, willReconnect, delay})`
+   * - 'error' `fn(error)`: a TelegraphyError (see errors.js)
+   * - 'statechange' `fn({state, previous})`
+   * @param {string} name
+   * @param {Function} fn
+   * @returns {TelegraphyClient} this
+   */
+  on(name, fn) {
+    this._emitter.on(name, fn);
+    return this;
+  }
+
+  /**
+   * Stop listening; without `fn`, remove every listener of `name`.
+   * @param {string} name
+   * @param {Function=} fn
+   * @returns {TelegraphyClient} this
+   */
+  off(name, fn) {
+    this._emitter.off(name, fn);
+    return this;
+  }
+
+  // ---- topics ---------------------------------------------------------------------
+
+  /**
+   * Call `fn(event, info)` for every event on `topic`, from now on and across
+   * reconnects. Works before and after the connection opens.
+   * @param {string} topic e.g. "shop.Order"
+   * @param {function(Object, Object): void} fn
+   * @returns {TelegraphyClient} this
+   */
+  register(topic, fn) {
+    this._session.addHandler(topic, null, fn);
+    return this;
+  }
+
+  /**
+   * Remove `fn` from `topic`; without `fn`, remove every handler of the topic,
+   * including subscribe() chains on it. The last handler gone unsubscribes.
+   * @param {string} topic
+   * @param {Function=} fn
+   * @returns {TelegraphyClient} this
+   */
+  unregister(topic, fn) {
+    this._session.removeHandler(topic, null, fn);
+    if (fn === undefined) {
+      for (const chain of Array.from(this._chains)) {
+        if (chain.topic === topic) {
+          chain.cancel();
+        }
+      }
+    }
+    return this;
+  }
+
+  /**
+   * Start a chainable subscription on `topic` (see subscription.js).
+   * @param {string} topic
+   * @returns {Subscription}
+   */
+  subscribe(topic) {
+    const chain = new Subscription(this, topic);
+    this._chains.add(chain);
+    return chain;
+  }
+
+  // ---- connection -------------------------------------------------------------------
+
+  /**
+   * Open the connection (and keep it open, reconnecting as configured).
+   * Does nothing while already connecting or connected; skips a pending
+   * reconnect delay.
+   * @returns {TelegraphyClient} this
+   */
+  connect() {
+    this._autoConnectPending = false;
+    this._wantConnected = true;
+    this._fatal = null;
+    if (this._reconnectTimer !== null) {
+      this._timers().clearTimeout(this._reconnectTimer);
+      this._reconnectTimer = null;
+    }
+    if (this._state === ConnectionState.DISCONNECTED) {
+      this._attempt = 0;
+      this._open();
+    }
+    return this;
+  }
+
+  /**
+   * Close the connection and stop reconnecting. Sends GOODBYE when a session
+   * is established, and closes the transport on the reply (or after
+   * `closeTimeout`).
+   * @returns {TelegraphyClient} this
+   */
+  disconnect() {
+    this._autoConnectPending = false;
+    this._wantConnected = false;
+    this._connectSerial += 1; // forget a token still being fetched
+    if (this._reconnectTimer !== null) {
+      this._timers().clearTimeout(this._reconnectTimer);
+      this._reconnectTimer = null;
+    }
+    if (this._transport) {
+      if (this._session.close('wamp.close.normal')) {
+        this._closeTimer = this._timers().setTimeout(() => {
+          this._closeTimer = null;
+          this._closeTransport(1000, 'goodbye timed out');
+        }, this._config.closeTimeout);
+      } else {
+        this._closeTransport(1000, 'client disconnected');
+      }
+    } else if (this._state !== ConnectionState.DISCONNECTED) {
+      this._setState(ConnectionState.DISCONNECTED);
+      this._emitter.emit('disconnect', { code: null, reason: 'client disconnected', willReconnect: false, delay: null });
+    }
+    return this;
+  }
+
+  /**
+   * Publish `payload` on `topic` (PUBLISH with args [payload]).
+   * Rejects with ConnectionError when not connected.
+   * @param {string} topic
+   * @param {*} payload usually an event object or plain data
+   * @param {Object=} options PUBLISH options, e.g. `{acknowledge: true}`
+   * @returns {Promise<?{publicationId: number}>} `{publicationId}` with
+   *   acknowledge, else null once sent
+   */
+  publish(topic, payload, options) {
+    if (options !== undefined && options !== null && (typeof options !== 'object' || Array.isArray(options))) {
+      return Promise.reject(new UsageError('publish options must be an object'));
+    }
+    return this._session.publish(topic, payload === undefined ? [] : [payload], {}, Object.assign({}, options || {}));
+  }
+
+  /**
+   * Call a remote procedure. Rejects with ConnectionError when not connected,
+   * WampError when the router or callee answers with an error.
+   * @param {string} procedure
+   * @param {Array=} args
+   * @param {Object=} kwargs
+   * @returns {Promise<{args: Array, kwargs: Object, details: Object}>}
+   */
+  call(procedure, args, kwargs) {
+    return this._session.call(procedure, args || [], kwargs || {}, {});
+  }
+
+  // ---- internals --------------------------------------------------------------------
+
+  _open() {
+    const serial = ++this._connectSerial;
+    this._setState(ConnectionState.CONNECTING);
+    const provider = this._config.tokenProvider;
+    if (!provider) {
+      this._startTransport(this._config.token, serial);
+      return;
+    }
+    let pending;
+    try {
+      pending = Promise.resolve(provider());
+    } catch (err) {
+      pending = Promise.reject(err);
+    }
+    pending.then((token) => {
+      if (serial !== this._connectSerial) return;
+      if (token !== null && token !== undefined && typeof token !== 'string') {
+        throw new UsageError('tokenProvider must return a string or null, got ' + typeof token);
+      }
+      this._startTransport(token === undefined ? null : token, serial);
+    }).catch((err) => {
+      if (serial !== this._connectSerial) return;
+      this._reportError(err instanceof TelegraphyError ? err : new CallbackError('tokenProvider', err));
+      this._connectionLost({ code: null, reason: 'token unavailable', wasClean: false });
+    });
+  }
+
+  _startTransport(ticket, serial) {
+    const transports = this._config.transports || [WebSocketTransport];
+    const transportConfig = { WebSocket: this._config.WebSocket, url: null };
+    let transport = null;
+    try {
+      transportConfig.url = resolveUrl(this._config.url, globalScope().location);
+      const TransportClass = transports.find((candidate) => candidate.isAvailable(transportConfig));
+      if (!TransportClass) {
+        throw new UsageError('no transport available (tried '
+          + transports.map((candidate) => candidate.transportName).join(', ') + ')');
+      }
+      const handlers = {
+        onOpen: () => {
+          if (this._transport === transport && serial === this._connectSerial) {
+            this._transportOpened(ticket);
+          }
+        },
+        onMessage: (data) => {
+          if (this._transport === transport) {
+            this._session.receiveText(data);
+          }
+        },
+        onClose: (info) => {
+          if (this._transport === transport) {
+            this._connectionLost(info);
+          }
+        },
+      };
+      transport = new TransportClass(transportConfig, handlers);
+    } catch (err) {
+      // A bad URL or a missing WebSocket will not fix itself: stop here.
+      this._fatal = err;
+      this._reportError(err);
+      this._connectionLost({ code: null, reason: err.message, wasClean: false });
+      return;
+    }
+    this._transport = transport;
+  }
+
+  _transportOpened(ticket) {
+    try {
+      this._session.open({
+        realm: this._config.realm,
+        ticket,
+        authid: this._config.authid,
+        resume: this._config.resume,
+      });
+    } catch (err) {
+      this._fatal = err;
+      this._reportError(err);
+      this._closeTransport(1000, 'cannot open session');
+    }
+  }
+
+  _sessionOpened(info) {
+    this._attempt = 0;
+    this._setState(ConnectionState.CONNECTED);
+    this._emitter.emit('connect', {
+      sessionId: info.sessionId,
+      transport: this._transport ? this._transport.name : null,
+      details: info.details,
+    });
+  }
+
+  _sessionClosed(info) {
+    this._wampClose = info;
+    if (info.initiator === 'router' && this._state !== ConnectionState.CONNECTED) {
+      // ABORT while opening: the router refused this session.
+      const error = new WampError(info.reason, { details: info.details, requestType: 'HELLO' });
+      if (AUTH_FAILURES.indexOf(info.reason) >= 0 && !this._config.tokenProvider) {
+        this._fatal = error;
+      }
+      this._reportError(error);
+    } else if (info.initiator === 'client' && AUTH_FAILURES.indexOf(info.reason) >= 0) {
+      const error = new WampError(info.reason, { details: info.details, requestType: 'HELLO' });
+      if (!this._config.tokenProvider) {
+        this._fatal = error;
+      }
+      this._reportError(error);
+    }
+    this._closeTransport(1000, info.reason);
+  }
+
+  _connectionLost(info) {
+    if (this._closeTimer !== null) {
+      this._timers().clearTimeout(this._closeTimer);
+      this._closeTimer = null;
+    }
+    this._transport = null;
+    this._session.transportClosed(info);
+    const wampClose = this._wampClose;
+    this._wampClose = null;
+    if (this._fatal) {
+      this._wantConnected = false;
+    }
+    const willReconnect = this._wantConnected && this._reconnect !== null;
+    const delay = willReconnect ? backoffDelay(this._attempt, this._reconnect, this._config.random) : null;
+    this._setState(ConnectionState.DISCONNECTED);
+    if (willReconnect) {
+      this._attempt += 1;
+      this._reconnectTimer = this._timers().setTimeout(() => {
+        this._reconnectTimer = null;
+        if (this._wantConnected && this._state === ConnectionState.DISCONNECTED) {
+          this._open();
+        }
+      }, delay);
+    } else {
+      this._wantConnected = false;
+    }
+    this._emitter.emit('disconnect', {
+      code: info.code === undefined ? null : info.code,
+      reason: wampClose ? wampClose.reason : (info.reason || ''),
+      willReconnect,
+      delay,
+    });
+  }
+
+  _closeTransport(code, reason) {
+    if (this._transport) {
+      this._transport.close(code, reason);
+    }
+  }
+
+  _setState(state) {
+    const previous = this._state;
+    if (previous !== state) {
+      this._state = state;
+      this._emitter.emit('statechange', { state, previous });
+    }
+  }
+
+  _timers() {
+    return this._config.timers || DEFAULT_TIMERS;
+  }
+
+  _reportError(error) {
+    if (this._emitter.emit('error', error) === 0) {
+      logError(error);
+    }
+  }
+
+  _listenerFailed(name, err) {
+    if (name === 'error') {
+      logError(err); // reporting it as 'error' again could loop
+    } else {
+      this._reportError(new CallbackError(JSON.stringify(name) + ' listener', err));
+    }
+  }
+
+  /** Called by a Subscription when it is cancelled. */
+  _forgetChain(chain) {
+    this._chains.delete(chain);
+  }
+}
+
+function logError(error) {
+  const scope = globalScope();
+  if (scope.console && typeof scope.console.error === 'function') {
+    scope.console.error('[telegraphy]', error);
+  }
+}
+
+function warn(scope, message) {
+  if (scope.console && typeof scope.console.warn === 'function') {
+    scope.console.warn('[telegraphy] ' + message);
+  }
+}
+
+// Marks, on the global object, which client took TELEGRAPHY_CONFIG.
+const CONFIG_CLAIM = typeof Symbol === 'function' ? Symbol.for('telegraphy.configuredClient') : '__telegraphyConfiguredClient';
+
+/**
+ * Configure `client` from `scope.TELEGRAPHY_CONFIG` when the page set it
+ * (before the script loaded). Only known options are taken; with the default
+ * `autoConnect: true` the client then connects. Never throws: a bad
+ * configuration is logged.
+ * @param {TelegraphyClient} client
+ * @param {Object} scope the global object (window)
+ * @returns {boolean} whether a configuration was found and applied
+ */
+export function autoConfigure(client, scope) {
+  const config = scope ? scope[GLOBAL_CONFIG_NAME] : undefined;
+  if (!config || typeof config !== 'object') {
+    return false;
+  }
+  // The page may load both the classic script and the ES module: only the
+  // first copy takes the configuration, so the page opens one connection.
+  if (scope[CONFIG_CLAIM] && scope[CONFIG_CLAIM] !== client) {
+    warn(scope, GLOBAL_CONFIG_NAME + ' is already used by another copy of the Telegraphy client; '
+      + 'this copy stays unconfigured');
+    return false;
+  }
+  try {
+    Object.defineProperty(scope, CONFIG_CLAIM, { value: client, configurable: true });
+  } catch (err) {
+    // a frozen global: nothing to coordinate with
+  }
+  const known = {};
+  for (const key of Object.keys(config)) {
+    if (Object.prototype.hasOwnProperty.call(OPTION_CHECKS, key)) {
+      known[key] = config[key];
+    } else {
+      warn(scope, 'ignoring unknown ' + GLOBAL_CONFIG_NAME + ' field ' + JSON.stringify(key));
+    }
+  }
+  try {
+    client.configure(known);
+  } catch (err) {
+    logError(err);
+    return false;
+  }
+  return true;
+}
+
+/** The shared client pages use. */
+export const Telegraphy = new TelegraphyClient();
+
+// The rest of the library hangs off the shared client, for script-tag users:
+// `new Telegraphy.TelegraphyClient({...})`, `err instanceof Telegraphy.errors.WampError`.
+Object.defineProperties(Telegraphy, {
+  VERSION: { value: VERSION },
+  TelegraphyClient: { value: TelegraphyClient },
+  Subscription: { value: Subscription },
+  Session: { value: Session },
+  WebSocketTransport: { value: WebSocketTransport },
+  ConnectionState: { value: ConnectionState },
+  EventType: { value: EventType },
+  MessageType: { value: MessageType },
+  SessionState: { value: SessionState },
+  errors: {
+    value: Object.freeze({
+      TelegraphyError, ProtocolError, UsageError, WampError, ConnectionError, CallbackError,
+    }),
+  },
+});
+
+export default Telegraphy;
