@@ -56,3 +56,13 @@ def publish_to(settings):
         settings.TELEGRAPHY_FIRE_AND_FORGET = False
 
     return point
+
+
+@pytest.fixture
+def closed_port_url():
+    """An http:// URL on 127.0.0.1 where nothing listens."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
