@@ -276,7 +276,7 @@ class _GatewayHandler(JsonHandler):
 
     gateway: Gateway
 
-    def initialize(self, gateway: Gateway) -> None:  # type: ignore[override]
+    def initialize(self, gateway: Gateway) -> None:
         """Keep the gateway; Tornado calls this with the route's kwargs."""
         self.gateway = gateway
 
@@ -292,7 +292,7 @@ class PublishHandler(_GatewayHandler):
     Everything is validated before anything is published.
     """
 
-    def initialize(self, gateway: Gateway) -> None:  # type: ignore[override]
+    def initialize(self, gateway: Gateway) -> None:
         """Set up the per-request state."""
         super().initialize(gateway)
         self._chunks: list[bytes] = []
