@@ -25,7 +25,12 @@ import tornado.netutil
 import tornado.web
 
 from telegraphy.tornado_gateway.config import Config
-from telegraphy.tornado_gateway.http import HealthHandler, MetricsHandler, NotFoundHandler, PublishHandler
+from telegraphy.tornado_gateway.http import (
+    HealthHandler,
+    MetricsHandler,
+    NotFoundHandler,
+    PublishHandler,
+)
 from telegraphy.tornado_gateway.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -55,10 +60,9 @@ def make_app(gateway: Gateway, **settings: Any) -> tornado.web.Application:
     """Return the Tornado application serving ``gateway``.
 
     Args:
-        gateway: the gateway; its ``config`` gives the WebSocket limits.
+        gateway: the gateway.
         settings: further Tornado application settings (they win).
     """
-    config: Config = gateway.config
     routes: list[Any] = list(gateway.websocket_routes())
     routes += [
         (r"/publish", PublishHandler, {"gateway": gateway}),
@@ -68,9 +72,6 @@ def make_app(gateway: Gateway, **settings: Any) -> tornado.web.Application:
     app_settings: dict[str, Any] = {
         "default_handler_class": NotFoundHandler,
         "log_function": _log_request,
-        # Read by Tornado's WebSocketHandler (a handler may still override).
-        "websocket_max_message_size": config.max_message_size,
-        "websocket_ping_interval": config.ping_interval or None,
     }
     app_settings.update(settings)
     return tornado.web.Application(routes, **app_settings)

@@ -13,9 +13,12 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from telegraphy.wamp import Authenticator, Router
+import tornado.ioloop
 
-from .websocket import CLOSE_GOING_AWAY, WampWebSocketHandler
+from telegraphy.wamp import Authenticator, Router
+from telegraphy.websocket import CLOSE_GOING_AWAY, CLOSE_POLICY
+
+from .websocket import WampWebSocketProtocol, WebSocketUpgradeHandler
 
 if TYPE_CHECKING:
     from .config import Config
@@ -43,11 +46,16 @@ class Gateway:
         self.config = config
         self.metrics = metrics
         self.started_at = time.monotonic()
-        self.connections: set[WampWebSocketHandler] = set()
+        self.connections: set[WampWebSocketProtocol] = set()
         authenticator = Authenticator(config.secret, allow_anonymous=config.allow_anonymous, leeway=config.jwt_leeway)
         self.router = Router(authenticator, (config.realm,), stats=metrics, on_output=self._schedule_flush)
         self._loop = asyncio.get_event_loop()
         self._flush_scheduled = False
+        # One ping loop for all connections rather than a timer each.
+        self._pinger: tornado.ioloop.PeriodicCallback | None = None
+        if config.ping_interval:
+            self._pinger = tornado.ioloop.PeriodicCallback(self.ping, config.ping_interval * 1000)
+            self._pinger.start()
 
     # Output ------------------------------------------------------------------
 
@@ -61,25 +69,38 @@ class Gateway:
         self._flush_scheduled = False
         for session in self.router.take_dirty():
             frames = session.data_to_send()
-            handler = session.transport
-            if frames and handler is not None:
-                handler.write_frames(frames)
+            connection = session.transport
+            if frames and connection is not None:
+                connection.write_frames(frames)
                 if session.close_request is not None:
-                    handler.close_connection(*session.close_request)
+                    connection.close_connection(*session.close_request)
 
     # Connections -------------------------------------------------------------
 
-    def connection_opened(self, handler: WampWebSocketHandler) -> None:
-        self.connections.add(handler)
+    def connection_opened(self, connection: WampWebSocketProtocol) -> None:
+        self.connections.add(connection)
         self.metrics.connections_opened += 1
 
-    def connection_closed(self, handler: WampWebSocketHandler) -> None:
-        self.connections.discard(handler)
-        self.metrics.connections_closed += 1
+    def connection_closed(self, connection: WampWebSocketProtocol) -> None:
+        if connection in self.connections:
+            self.connections.discard(connection)
+            self.metrics.connections_closed += 1
+
+    def ping(self) -> None:
+        """Close connections silent for two ping intervals, and ping the rest.
+
+        Anything received (a pong, a message) counts as a sign of life.
+        """
+        silent_since = time.monotonic() - 2 * self.config.ping_interval
+        for connection in list(self.connections):
+            if connection.last_seen < silent_since:
+                connection.close_connection(CLOSE_POLICY, "ping timeout")
+            else:
+                connection.ping()
 
     def websocket_routes(self) -> list[tuple[str, type, dict[str, Any]]]:
         """Return the Tornado routes of the WAMP WebSocket endpoint."""
-        return [(self.config.ws_path, WampWebSocketHandler, {"gateway": self})]
+        return [(self.config.ws_path, WebSocketUpgradeHandler, {"gateway": self})]
 
     def gauges(self) -> dict[str, float]:
         """Return the current connection, session, subscription and registration counts."""
@@ -96,11 +117,13 @@ class Gateway:
 
     async def shutdown(self) -> None:
         """Say GOODBYE to every session, wait briefly for the answers, then close what is left."""
+        if self._pinger is not None:
+            self._pinger.stop()
         self.router.shutdown()
         self.flush()
         deadline = time.monotonic() + SHUTDOWN_GRACE
         while self.connections and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        for handler in list(self.connections):
-            handler.close_connection(CLOSE_GOING_AWAY, "gateway shutting down")
+        for connection in list(self.connections):
+            connection.close_connection(CLOSE_GOING_AWAY, "gateway shutting down")
         logger.info("gateway stopped: %d connections closed at shutdown", len(self.connections))

@@ -1,173 +1,249 @@
-"""WAMP over WebSocket: a thin Tornado adapter around :class:`~telegraphy.wamp.ServerSession`.
+"""WAMP over WebSocket: Tornado does the opening handshake, a lean asyncio protocol the rest.
 
-The handler feeds received messages to the session and writes what the router
-collected for it. Frames are prepared by the core's wire codecs (WebSocket
-header + payload, encoded once per publish), and written straight to the
-connection's stream: one write per connection per event-loop iteration, and a
-direct ``socket.send`` when nothing is queued before it.
+:class:`WebSocketUpgradeHandler` validates the upgrade request (RFC 6455
+§4.2.1), the ``Origin`` and the WAMP subprotocol, answers ``101`` and hands the
+socket to a :class:`WampWebSocketProtocol` on the same event loop. That
+protocol feeds :class:`telegraphy.websocket.ServerConnection` (frames) and
+:class:`telegraphy.wamp.ServerSession` (WAMP), and writes prepared frames.
+
+Why not Tornado's ``WebSocketHandler``: an idle connection there costs about
+19 KiB of Python objects (request, handler, HTTP connection, stream, a ping
+task per connection); this path keeps only a socket transport and two small
+objects, and writes each prepared event frame with one ``transport.write``.
 
 Close codes (RFC 6455 §7.4.1): 1000 after GOODBYE, 1001 on gateway shutdown,
-1002 after a protocol violation (with ABORT ``wamp.error.protocol_violation``),
-1008 after an authentication failure or for a slow consumer, 1009 for a
-message over the size limit (Tornado's own check).
+1002 after a protocol violation (WAMP ABORT ``wamp.error.protocol_violation``
+first) or when no WAMP subprotocol was agreed, 1007 for invalid UTF-8, 1008
+after an authentication failure, for a slow consumer or a missed ping, 1009
+for a message over the size limit.
 """
 
 from __future__ import annotations
 
+import asyncio
+import binascii
 import logging
-import struct
+import os
+import socket
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import tornado.iostream
-import tornado.websocket
+import tornado.web
 
 from telegraphy.wamp import JSON, MSGPACK, WireCodec
+from telegraphy.websocket import (
+    CLOSE_PROTOCOL_ERROR,
+    OP_BINARY,
+    OP_TEXT,
+    PING,
+    ClosedByPeer,
+    ClosedByProtocol,
+    ServerConnection,
+    accept_key,
+    frame,
+)
 
 if TYPE_CHECKING:
     from .gateway import Gateway
 
-__all__ = ["SUBPROTOCOLS", "WampWebSocketHandler", "websocket_frame"]
+__all__ = ["SUBPROTOCOLS", "WampWebSocketProtocol", "WebSocketUpgradeHandler"]
 
 logger = logging.getLogger("telegraphy.gateway")
 
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008
+#: Seconds to wait for the peer's close frame after sending ours.
+CLOSE_TIMEOUT = 5.0
 
 
-def websocket_frame(opcode: int) -> Callable[[bytes], bytes]:
-    """Return a function framing a payload as one unmasked, final server frame (RFC 6455 §5.2)."""
-    first = 0x80 | opcode
+def _framing(opcode: int) -> Any:
+    def framed(payload: bytes) -> bytes:
+        return frame(opcode, payload)
 
-    def frame(payload: bytes) -> bytes:
-        length = len(payload)
-        if length < 126:
-            return bytes((first, length)) + payload
-        if length < 65536:
-            return struct.pack("!BBH", first, 126, length) + payload
-        return struct.pack("!BBQ", first, 127, length) + payload
-
-    return frame
+    return framed
 
 
 #: Wire codecs by WebSocket subprotocol: JSON in text frames, msgpack in binary frames.
 SUBPROTOCOLS: dict[str, WireCodec] = {
-    JSON.subprotocol: WireCodec(JSON, websocket_frame(0x1)),
-    MSGPACK.subprotocol: WireCodec(MSGPACK, websocket_frame(0x2)),
+    JSON.subprotocol: WireCodec(JSON, _framing(OP_TEXT)),
+    MSGPACK.subprotocol: WireCodec(MSGPACK, _framing(OP_BINARY)),
 }
 
 
-def _consume(future: Any) -> None:
-    # A write to a stream that closes meanwhile fails; the close itself is
-    # handled in on_close, so the error only needs retrieving.
-    future.exception()
-
-
-class WampWebSocketHandler(tornado.websocket.WebSocketHandler):
-    """One WebSocket connection carrying one WAMP session at a time."""
-
-    gateway: Gateway
+class WebSocketUpgradeHandler(tornado.web.RequestHandler):
+    """``GET /ws``: the opening handshake; errors are JSON like the rest of the HTTP API."""
 
     def initialize(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self.session: Any = None
-        self._wamp_stream: tornado.iostream.IOStream | None = None
-        self._wamp_closing = False
 
-    # Handshake ---------------------------------------------------------------
+    def _refuse(self, status: int, error: str, detail: str, **headers: str) -> None:
+        self.set_status(status)
+        for name, value in headers.items():
+            self.set_header(name.replace("_", "-"), value)
+        self.finish({"error": error, "detail": detail})
 
-    def check_origin(self, origin: str) -> bool:
-        """Allow same-origin pages and the configured origins; Tornado refuses the rest with 403."""
+    def origin_allowed(self, origin: str) -> bool:
+        """Allow same-origin pages, clients sending no Origin, and the configured origins."""
         allowed = self.gateway.config.allowed_origins
         if "*" in allowed or origin in allowed:
             return True
-        parsed = urlsplit(origin)
-        return bool(parsed.netloc) and parsed.netloc.lower() == self.request.host.lower()
+        return bool(origin) and urlsplit(origin).netloc.lower() == self.request.host.lower()
 
-    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
-        """Pick ``wamp.2.json`` or ``wamp.2.msgpack`` in the client's order (WAMP §10.1)."""
-        for name in subprotocols:
-            if name in SUBPROTOCOLS:
-                return name
-        return None
+    def get(self, *args: Any) -> None:
+        headers = self.request.headers
+        # RFC 6455 §4.2.1: the handshake's required fields.
+        if headers.get("Upgrade", "").lower() != "websocket":
+            self._refuse(400, "websocket_required", "this endpoint speaks WAMP over WebSocket: send 'Upgrade: websocket'")
+            return
+        if "upgrade" not in (token.strip().lower() for token in headers.get("Connection", "").split(",")):
+            self._refuse(400, "websocket_required", "the 'Connection' header must include 'Upgrade'")
+            return
+        if headers.get("Sec-WebSocket-Version") != "13":
+            self._refuse(426, "unsupported_websocket_version", "only WebSocket version 13 is supported", Sec_WebSocket_Version="13")
+            return
+        key = headers.get("Sec-WebSocket-Key", "")
+        try:
+            valid_key = len(binascii.a2b_base64(key.encode("ascii"))) == 16
+        except (binascii.Error, UnicodeEncodeError):
+            valid_key = False
+        if not valid_key:
+            self._refuse(400, "invalid_websocket_key", "'Sec-WebSocket-Key' must be 16 bytes in base64")
+            return
+        origin = headers.get("Origin")
+        if origin is not None and not self.origin_allowed(origin):
+            self._refuse(403, "origin_not_allowed", f"origin {origin!r} is not allowed (see --allowed-origins)")
+            return
+        offered = [p.strip() for p in headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        chosen = next((p for p in offered if p in SUBPROTOCOLS), None)
+        lines = [
+            "HTTP/1.1 101 Switching Protocols",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Accept: {accept_key(key)}",
+        ]
+        if chosen is not None:
+            lines.append(f"Sec-WebSocket-Protocol: {chosen}")
+        response = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+        peer = str(self.request.remote_ip)
+        stream = self.detach()
+        # Take the connection out of Tornado: keep a duplicate of the socket's
+        # descriptor, let Tornado close its own, and serve the duplicate
+        # from an asyncio protocol on the same loop.
+        fd = os.dup(stream.socket.fileno())
+        stream.close()
+        sock = socket.socket(fileno=fd)
+        gateway = self.gateway
+        codec = SUBPROTOCOLS[chosen or JSON.subprotocol]
+        refuse = None if chosen is not None or not offered else "no supported subprotocol: use wamp.2.json or wamp.2.msgpack"
 
-    def get_compression_options(self) -> None:
-        # Frames are prepared once per publish; per-connection compression
-        # would defeat that.
-        return None
+        def factory() -> WampWebSocketProtocol:
+            return WampWebSocketProtocol(gateway, codec, peer, response, refuse)
 
-    # Connection --------------------------------------------------------------
+        asyncio.ensure_future(asyncio.get_running_loop().connect_accepted_socket(factory, sock))
 
-    def open(self, *args: Any, **kwargs: Any) -> None:
-        offered = self.request.headers.get("Sec-WebSocket-Protocol")
-        name = self.selected_subprotocol
-        if name is None:
-            if offered:
-                # The client asked only for subprotocols we don't speak.
-                self.close(1002, "no supported subprotocol: use wamp.2.json or wamp.2.msgpack")
-                return
-            name = JSON.subprotocol
-        assert self.ws_connection is not None
-        stream: tornado.iostream.IOStream = self.ws_connection.stream  # type: ignore[attr-defined]
-        # The stream refuses writes past this many unsent bytes; write_frames
-        # then disconnects the slow consumer instead of buffering without bound.
-        stream.max_write_buffer_size = self.gateway.config.outgoing_buffer
-        self._wamp_stream = stream
-        peer = f"{self.request.remote_ip}"
-        self.session = self.gateway.router.attach(SUBPROTOCOLS[name], transport=self, peer=peer)
+
+class WampWebSocketProtocol(asyncio.Protocol):
+    """One WebSocket connection carrying one WAMP session at a time.
+
+    The router's sessions reach their connection through ``session.transport``,
+    which is this object: :meth:`write_frames` and :meth:`close_connection`.
+    """
+
+    __slots__ = ("_close_timer", "_response", "_transport", "codec", "connection", "gateway", "last_seen", "peer", "refuse", "session")
+
+    def __init__(self, gateway: Gateway, codec: WireCodec, peer: str, response: bytes, refuse: str | None) -> None:
+        self.gateway = gateway
+        self.codec = codec
+        self.peer = peer
+        self.refuse = refuse
+        self._response = response
+        self.connection = ServerConnection(gateway.config.max_message_size)
+        self.session: Any = None
+        self._transport: asyncio.Transport | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        self.last_seen = time.monotonic()
+
+    # asyncio.Protocol ----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        # asyncio calls pause_writing() past this many unsent bytes: the
+        # consumer is too slow, and it is disconnected rather than buffered.
+        transport.set_write_buffer_limits(high=self.gateway.config.outgoing_buffer)
+        transport.write(self._response)
+        self._response = b""
         self.gateway.connection_opened(self)
+        if self.refuse is not None:
+            self.close_connection(CLOSE_PROTOCOL_ERROR, self.refuse)
+            return
+        self.session = self.gateway.router.attach(self.codec, transport=self, peer=self.peer)
 
-    def on_message(self, message: str | bytes) -> None:
+    def data_received(self, data: bytes) -> None:
+        self.last_seen = time.monotonic()
+        try:
+            messages = self.connection.receive_data(data)
+        except (ClosedByPeer, ClosedByProtocol) as exc:
+            if isinstance(exc, ClosedByProtocol):
+                logger.info("websocket protocol error from %s: %s", self.peer, exc)
+            self._write_control()
+            self._finish()
+            return
+        self._write_control()  # pongs
         session = self.session
         if session is None:
             return
-        session.receive(message, time.time())
-        if session.close_request is not None:
-            self.write_frames(session.data_to_send())
-            self.close_connection(*session.close_request)
+        now = time.time()
+        for message in messages:
+            session.receive(message.data, now)
+            if session.close_request is not None:
+                self.write_frames(session.data_to_send())
+                self.close_connection(*session.close_request)
+                return
 
-    def on_close(self) -> None:
+    def pause_writing(self) -> None:
+        logger.warning("disconnecting slow consumer %s: over %d unsent bytes", self.peer, self.gateway.config.outgoing_buffer)
+        self.gateway.metrics.slow_consumers += 1
+        self._finish(abort=True)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+        self._transport = None
         session, self.session = self.session, None
-        self._wamp_stream = None
         if session is not None:
             session.connection_lost()
-            self.gateway.connection_closed(self)
-
-    def close_connection(self, code: int, reason: str) -> None:
-        """Close with a WebSocket close code and a short reason (at most 123 bytes)."""
-        if not self._wamp_closing:
-            self._wamp_closing = True
-            self.close(code, reason[:123])
+        self.gateway.connection_closed(self)
 
     # Output ------------------------------------------------------------------
 
     def write_frames(self, frames: list[bytes]) -> None:
-        """Write prepared frames in one go; disconnect a consumer that stopped reading."""
-        stream = self._wamp_stream
-        if not frames or stream is None or stream.closed():
+        """Write prepared frames in one go (the fan-out path)."""
+        transport = self._transport
+        if frames and transport is not None and not self.connection.closing:
+            transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+
+    def ping(self) -> None:
+        """Send a ping frame (the gateway's ping loop calls this)."""
+        transport = self._transport
+        if transport is not None and not self.connection.closing:
+            transport.write(PING)
+
+    def close_connection(self, code: int, reason: str) -> None:
+        """Send a close frame, then close the socket when the peer answers or after a timeout."""
+        if self._transport is None or self.connection.closing:
             return
-        data: bytes | memoryview = frames[0] if len(frames) == 1 else b"".join(frames)
-        if not stream.writing():
-            # Nothing queued ahead of us: try the socket right away and leave
-            # only the remainder, if any, to the stream's buffer.
-            try:
-                sent = stream.socket.send(data)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                return  # the stream notices and closes; on_close cleans up
-            if sent == len(data):
-                return
-            data = memoryview(data)[sent:]
-        try:
-            stream.write(data).add_done_callback(_consume)
-        except tornado.iostream.StreamBufferFullError:
-            logger.warning(
-                "disconnecting slow consumer %s: over %d unsent bytes", self.request.remote_ip, stream.max_write_buffer_size
-            )
-            self.gateway.metrics.slow_consumers += 1
-            stream.close()
-        except tornado.iostream.StreamClosedError:
-            return
+        self.connection.send_close(code, reason)
+        self._write_control()
+        self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self._finish, True)
+
+    def _write_control(self) -> None:
+        data = self.connection.data_to_send()
+        if data and self._transport is not None:
+            self._transport.write(data)
+
+    def _finish(self, abort: bool = False) -> None:
+        transport = self._transport
+        if transport is not None:
+            transport.abort() if abort else transport.close()
+
