@@ -5,7 +5,9 @@ with the same match policy shares one subscription id (WAMP §8.1.2: "the
 Broker MAY return the same Subscription ID"), so an EVENT is identical for all
 of its subscribers. :meth:`Broker.publish` therefore encodes each EVENT once
 per wire codec and hands the same bytes to every subscriber; the only
-per-subscriber work is one append to that session's outgoing list.
+per-subscriber work is one append to that session's outgoing list. Every
+codec's bytes are made before any subscriber gets them, so a payload one
+serialization cannot carry is refused whole, never half delivered.
 
 Match policies (advanced profile, "Pattern-based Subscriptions"): ``exact``;
 ``prefix`` (the topic starts with the subscribed string); ``wildcard`` (the
@@ -31,7 +33,7 @@ __all__ = ["Broker", "Subscription"]
 class Subscription:
     """One topic + match policy and the sessions subscribed to it."""
 
-    __slots__ = ("components", "id", "match", "subscribers", "topic")
+    __slots__ = ("codecs", "components", "id", "match", "subscribers", "topic")
 
     def __init__(self, subscription_id: int, topic: str, match: str) -> None:
         self.id = subscription_id
@@ -39,7 +41,25 @@ class Subscription:
         self.match = match
         #: Insertion-ordered set of sessions.
         self.subscribers: dict[ServerSession, None] = {}
+        #: How many subscribers use each wire codec.
+        self.codecs: dict[WireCodec, int] = {}
         self.components: tuple[str, ...] = tuple(topic.split(".")) if match == "wildcard" else ()
+
+    def add(self, session: ServerSession) -> None:
+        """Add a subscriber (again is a no-op)."""
+        if session not in self.subscribers:
+            self.subscribers[session] = None
+            self.codecs[session.codec] = self.codecs.get(session.codec, 0) + 1
+
+    def discard(self, session: ServerSession) -> None:
+        """Remove a subscriber, if it is one."""
+        if session in self.subscribers:
+            del self.subscribers[session]
+            left = self.codecs[session.codec] - 1
+            if left:
+                self.codecs[session.codec] = left
+            else:
+                del self.codecs[session.codec]
 
     def matches(self, topic: str, components: list[str]) -> bool:
         """Return whether ``topic`` (split into ``components``) matches this subscription."""
@@ -87,7 +107,7 @@ class Broker:
             sub = Subscription(self._next_id(), topic, match)
             table[topic] = sub
             self._by_id[sub.id] = sub
-        sub.subscribers[session] = None
+        sub.add(session)
         return sub
 
     def unsubscribe(self, session: ServerSession, subscription_id: int) -> Subscription:
@@ -104,7 +124,7 @@ class Broker:
         return sub
 
     def _remove(self, sub: Subscription, session: ServerSession) -> None:
-        del sub.subscribers[session]
+        sub.discard(session)
         if not sub.subscribers:
             del self._table(sub.match)[sub.topic]
             del self._by_id[sub.id]
@@ -157,30 +177,27 @@ class Broker:
         (publisher exclusion): the publisher does not receive its own event
         unless it asks with ``exclude_me: false``. ``exclude``/``eligible`` are
         session ids (advanced profile, "Subscriber Black- and Whitelisting").
+
+        Raises:
+            ApplicationError: ``wamp.error.invalid_argument`` when a subscriber's
+                serialization cannot carry the payload; nobody got the event.
         """
-        delivered = 0
-        skip = publisher if exclude_me else None
-        filtered = exclude is not None or eligible is not None
         base = details or {}
+        prepared: list[tuple[Subscription, dict[WireCodec, bytes]]] = []
         for sub in self.matching(topic):
             event_details = base if sub.match == "exact" else {**base, "topic": topic}
             message = Event(sub.id, publication, event_details, args, kwargs).marshal()
-            last_codec: WireCodec | None = None
-            frame = b""
-            frames: dict[WireCodec, bytes] = {}
+            prepared.append((sub, {codec: codec.encode(message) for codec in sub.codecs}))
+        delivered = 0
+        skip = publisher if exclude_me else None
+        filtered = exclude is not None or eligible is not None
+        for sub, frames in prepared:
             for session in sub.subscribers:
                 if session is skip:
                     continue
                 if filtered and not _allowed(session.id, exclude, eligible):
                     continue
-                codec = session.codec
-                if codec is not last_codec:
-                    cached = frames.get(codec)
-                    if cached is None:
-                        cached = frames[codec] = codec.encode(message)
-                    frame = cached
-                    last_codec = codec
-                session.deliver(frame)
+                session.deliver(frames[session.codec])
                 delivered += 1
         return delivered
 

@@ -100,11 +100,13 @@ class Dealer:
             raise ApplicationError(uris.NO_SUCH_PROCEDURE, f"no callee registered for procedure {call.procedure!r}")
         callee = registration.callee
         request = callee.next_request_id()
-        self._pending[(callee, request)] = _PendingCall(caller, call.request, callee, request)
         details: dict[str, Any] = {}
         if call.options.get("disclose_me"):
             details["caller"] = caller.id
+        # Sent first: a payload the callee's serialization cannot carry
+        # raises here, and leaves no call pending.
         callee.send(Invocation(request, registration.id, details, call.args, call.kwargs))
+        self._pending[(callee, request)] = _PendingCall(caller, call.request, callee, request)
 
     def yield_(self, callee: ServerSession, message: Yield) -> None:
         """Turn a callee's YIELD into the caller's RESULT.
@@ -114,13 +116,13 @@ class Dealer:
         """
         pending = self._pending.pop((callee, message.request), None)
         if pending is not None:
-            pending.caller.send(Result(pending.call_request, {}, message.args, message.kwargs))
+            _answer(pending, Result(pending.call_request, {}, message.args, message.kwargs))
 
     def invocation_error(self, callee: ServerSession, message: Error) -> None:
         """Turn a callee's ERROR for an INVOCATION into the caller's ERROR for its CALL."""
         pending = self._pending.pop((callee, message.request), None)
         if pending is not None:
-            pending.caller.send(Error(Call.TYPE, pending.call_request, {}, message.error, message.args, message.kwargs))
+            _answer(pending, Error(Call.TYPE, pending.call_request, {}, message.error, message.args, message.kwargs))
 
     def remove_session(self, session: ServerSession, registration_ids: Iterable[int]) -> None:
         """Forget a session that left: its registrations and its calls in flight."""
@@ -135,3 +137,11 @@ class Dealer:
                 pending.caller.send(Error(Call.TYPE, pending.call_request, {}, uris.CANCELED, ["the callee left before answering"]))
             elif pending.caller is session:
                 del self._pending[key]
+
+
+def _answer(pending: _PendingCall, message: Result | Error) -> None:
+    """Send the callee's answer to the caller, or an ERROR if its payload cannot be carried."""
+    try:
+        pending.caller.send(message)
+    except ApplicationError as exc:
+        pending.caller.send(Error(Call.TYPE, pending.call_request, {}, exc.uri, [exc.message]))

@@ -7,19 +7,27 @@ codec and write the very same bytes to every subscriber using it (WAMP §10
 "Serializations"; the WebSocket subprotocols are ``wamp.2.json`` and
 ``wamp.2.msgpack``).
 
-Limits: JSON binary payloads (WAMP's ``"\\0" + base64`` strings) are passed
-through as strings, not converted to bytes.
+A payload decoded from one serialization may not fit another (bytes from
+msgpack in JSON, an integer over 64 bits from JSON in msgpack), so ``encode``
+raises :class:`~telegraphy.wamp.errors.ApplicationError`
+(``wamp.error.invalid_argument``) for a message it cannot represent; the
+broker and dealer encode before delivering, and answer the sender with ERROR.
+
+Limits: bytes are sent to JSON peers as WAMP's ``"\\0" + base64`` strings, but
+such strings received from JSON peers are passed on as strings, not
+converted to bytes.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import msgpack  # type: ignore[import-untyped]
 
-from .errors import SerializationError
+from .errors import ApplicationError, SerializationError, uris
 
 __all__ = ["JSON", "MSGPACK", "SERIALIZERS", "JsonSerializer", "MsgpackSerializer", "Serializer", "WireCodec"]
 
@@ -31,7 +39,9 @@ class Serializer(Protocol):
     subprotocol: str
     binary: bool
 
-    def encode(self, message: list[Any]) -> bytes: ...
+    def encode(self, message: list[Any]) -> bytes:
+        """Return the bytes of ``message``; ApplicationError if it cannot be represented."""
+        ...
 
     def decode(self, data: bytes | str) -> Any: ...
 
@@ -44,11 +54,15 @@ class JsonSerializer:
     binary = False
 
     def __init__(self) -> None:
-        self._encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        self._decoder = json.JSONDecoder()
+        self._encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_binary)
+        # Python accepts NaN and Infinity; JSON (RFC 8259) and browsers do not.
+        self._decoder = json.JSONDecoder(parse_constant=_refuse_constant)
 
     def encode(self, message: list[Any]) -> bytes:
-        return self._encoder.encode(message).encode("utf-8")
+        try:
+            return self._encoder.encode(message).encode("utf-8")
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise _unrepresentable(self.name, exc) from None
 
     def decode(self, data: bytes | str) -> Any:
         try:
@@ -74,7 +88,10 @@ class MsgpackSerializer:
         self._packer = msgpack.Packer(use_bin_type=True)
 
     def encode(self, message: list[Any]) -> bytes:
-        packed: bytes = self._packer.pack(message)
+        try:
+            packed: bytes = self._packer.pack(message)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise _unrepresentable(self.name, exc) from None
         return packed
 
     def decode(self, data: bytes | str) -> Any:
@@ -87,6 +104,21 @@ class MsgpackSerializer:
             raise SerializationError(f"invalid msgpack: {exc or type(exc).__name__}") from None
         except Exception as exc:  # msgpack raises assorted types on garbage
             raise SerializationError(f"invalid msgpack: {type(exc).__name__}") from None
+
+
+def _json_binary(value: Any) -> str:
+    # WAMP "Binary conversion of JSON Strings": a NUL character, then base64.
+    if isinstance(value, (bytes, bytearray)):
+        return "\0" + base64.b64encode(value).decode("ascii")
+    raise TypeError(f"object of type {type(value).__name__} is not json serializable")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid json")
+
+
+def _unrepresentable(name: str, exc: Exception) -> ApplicationError:
+    return ApplicationError(uris.INVALID_ARGUMENT, f"payload cannot be sent as {name}: {exc}")
 
 
 JSON = JsonSerializer()
