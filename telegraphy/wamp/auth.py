@@ -49,7 +49,8 @@ class Identity:
 
     @property
     def anonymous(self) -> bool:
-        return self.authmethod == "anonymous"
+        """Whether the session names no user: the ``anonymous`` method, or a ticket without ``sub``."""
+        return self.authrole == "anonymous"
 
 
 @dataclass(frozen=True, slots=True)
