@@ -1,0 +1,151 @@
+"""The router: publishing Telegraphy events from outside WAMP, realms, counters, authorization."""
+
+from __future__ import annotations
+
+import pytest
+from wamp_peers import MSGPACK_CODEC, Peers
+
+from telegraphy.event import make_event
+from telegraphy.wamp import ApplicationError, Authenticator, LocalProtocolError, Router, uris
+from telegraphy.wamp.auth import Identity
+from telegraphy.wamp.messages import Event
+
+
+def test_publish_event_delivers_the_event_as_args() -> None:
+    """publish_event delivers [event] as args on the topic event["name"], with meta.id set."""
+    peers = Peers()
+    json_subscriber, msgpack_subscriber = peers.join(), peers.join(MSGPACK_CODEC)
+    sub = peers.subscribe(json_subscriber, "shop.Order")
+    peers.subscribe(msgpack_subscriber, "shop.Order")
+    event = make_event("shop.Order", {"pk": 7, "status": "paid"}, "update")
+    event_id = peers.router.publish_event(event)
+    assert event["meta"]["id"] == event_id
+    for session in (json_subscriber, msgpack_subscriber):
+        [message] = peers.read(session)
+        assert isinstance(message, Event)
+        assert (message.subscription, message.details, message.kwargs) == (sub, {}, None)
+        assert message.args == [event]
+
+
+def test_publish_event_ids_are_unique() -> None:
+    """Every published event gets a fresh meta.id, even when the same dict is published again."""
+    peers = Peers()
+    event = {"name": "t", "meta": {}, "data": {}}
+    ids = {peers.router.publish_event(event) for _ in range(100)}
+    ids |= {peers.router.publish_event({"name": "t"}) for _ in range(100)}
+    assert len(ids) == 200
+    assert all(isinstance(i, str) and i for i in ids)
+
+
+def test_publish_event_adds_missing_meta() -> None:
+    """An event without meta gets one holding its id."""
+    peers = Peers()
+    subscriber = peers.join()
+    peers.subscribe(subscriber, "t")
+    event: dict[str, object] = {"name": "t", "data": {"x": 1}}
+    event_id = peers.router.publish_event(event)
+    [message] = peers.read(subscriber)
+    assert message.args == [{"name": "t", "data": {"x": 1}, "meta": {"id": event_id}}]  # type: ignore[attr-defined]
+
+
+def test_publish_event_reaches_pattern_subscribers() -> None:
+    """Events from publish_event match prefix subscriptions and carry details.topic."""
+    peers = Peers()
+    subscriber = peers.join()
+    sub = peers.subscribe(subscriber, "shop.", match="prefix")
+    peers.router.publish_event({"name": "shop.Order", "meta": {}, "data": {}})
+    [message] = peers.read(subscriber)
+    assert isinstance(message, Event) and (message.subscription, message.details) == (sub, {"topic": "shop.Order"})
+
+
+def test_publish_event_payload_nobody_can_carry() -> None:
+    """An event a subscriber's serializer cannot carry raises invalid_argument and reaches nobody."""
+    peers = Peers()
+    json_subscriber, msgpack_subscriber = peers.join(), peers.join(MSGPACK_CODEC)
+    peers.subscribe(json_subscriber, "t")
+    peers.subscribe(msgpack_subscriber, "t")
+    with pytest.raises(ApplicationError) as info:
+        peers.router.publish_event({"name": "t", "meta": {}, "data": {"n": 10**30}})
+    assert info.value.uri == uris.INVALID_ARGUMENT
+    assert peers.read(json_subscriber) == peers.read(msgpack_subscriber) == []
+    assert peers.router.stats.events_published == 0
+
+
+def test_realms_are_separate() -> None:
+    """Events published in one realm do not reach sessions of another; publish_event defaults to the first realm."""
+    peers = Peers(realms=("first", "second"))
+    a, b = peers.attach(), peers.attach()
+    peers.hello(a, realm="first")
+    peers.hello(b, realm="second")
+    peers.read(a)
+    peers.read(b)
+    peers.subscribe(a, "t")
+    peers.subscribe(b, "t")
+    peers.router.publish_event({"name": "t"})
+    assert len(peers.read(a)) == 1 and peers.read(b) == []
+    peers.router.publish_event({"name": "t"}, realm="second")
+    assert peers.read(a) == [] and len(peers.read(b)) == 1
+
+
+def test_router_needs_a_realm() -> None:
+    """A router with no realm is a programming error."""
+    with pytest.raises(LocalProtocolError):
+        Router(Authenticator("s" * 32), ())
+
+
+def test_counters() -> None:
+    """Stats count received messages, publications, deliveries and protocol errors."""
+    peers = Peers()
+    a, b = peers.join(), peers.join()
+    peers.subscribe(a, "t")
+    peers.subscribe(b, "t")
+    peers.router.publish_event({"name": "t"})
+    stats = peers.router.stats
+    assert (stats.events_published, stats.events_delivered, stats.protocol_errors) == (1, 2, 0)
+    assert stats.messages_received == 4  # two HELLOs, two SUBSCRIBEs
+    peers.send_raw(a, "junk")
+    assert stats.protocol_errors == 1
+
+
+def test_counts() -> None:
+    """counts() reports established sessions, subscriptions and registrations."""
+    peers = Peers()
+    assert peers.router.counts() == {"sessions": 0, "subscriptions": 0, "registrations": 0}
+    a, b = peers.join(), peers.join(user="callee")
+    peers.subscribe(a, "t")
+    peers.subscribe(b, "t")
+    peers.send(b, [64, 1, {}, "p"])
+    peers.attach()  # not established: not counted
+    assert peers.router.counts() == {"sessions": 2, "subscriptions": 1, "registrations": 1}
+
+
+@pytest.mark.parametrize(
+    ("identity", "action", "uri", "error"),
+    [
+        (Identity("anonymous", "anonymous", "anonymous"), "publish", "t", uris.NOT_AUTHORIZED),
+        (Identity("anonymous", "anonymous", "anonymous"), "register", "p", uris.NOT_AUTHORIZED),
+        (Identity("anonymous", "anonymous", "ticket"), "publish", "t", uris.NOT_AUTHORIZED),
+        (Identity("u", "user", "ticket"), "publish", "wamp.x", uris.INVALID_URI),
+        (Identity("u", "user", "wampcra"), "register", "wamp.x", uris.INVALID_URI),
+    ],
+)
+def test_authorize_refuses(identity: Identity, action: str, uri: str, error: str) -> None:
+    """Anonymous identities may not publish or register; nobody publishes or registers under wamp."""
+    router = Peers().router
+    with pytest.raises(ApplicationError) as info:
+        router.authorize(identity, action, uri)
+    assert info.value.uri == error
+
+
+@pytest.mark.parametrize(
+    ("identity", "action"),
+    [
+        (Identity("anonymous", "anonymous", "anonymous"), "subscribe"),
+        (Identity("anonymous", "anonymous", "anonymous"), "call"),
+        (Identity("u", "user", "ticket"), "publish"),
+        (Identity("u", "user", "wampcra"), "register"),
+    ],
+)
+def test_authorize_allows(identity: Identity, action: str) -> None:
+    """Anonymous identities may subscribe and call; users may do everything."""
+    Peers().router.authorize(identity, action, "com.example.t")
