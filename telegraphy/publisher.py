@@ -268,10 +268,10 @@ class Publisher:
             for start in range(0, len(checked), self.max_batch):
                 chunk = checked[start : start + self.max_batch]
                 ids.extend(self._send(self._encode(chunk, start), len(chunk)))
-        except PublishError:
+        except PublishError as exc:
             if not self.fire_and_forget:
                 raise
-            logger.exception("dropped %d event(s) for %s", len(checked) - len(ids), self.url)
+            logger.error("dropped %d event(s): %s", len(checked) - len(ids), exc)
         return ids
 
     @contextlib.contextmanager
@@ -355,7 +355,7 @@ class Publisher:
             delay = min(MAX_BACKOFF, self.backoff * 2 ** (attempts - 1))
             # Jitter spreads the retries of many workers that failed together.
             delay *= 0.5 + random.random() / 2
-            logger.warning(
+            logger.info(
                 "publish to %s failed (%s); retry %d of %d in %.2fs", self.url, reason, attempts, self.retries, delay
             )
             time.sleep(delay)
