@@ -1,0 +1,1 @@
+"""The demo app: items that change live on every open page."""

@@ -1,0 +1,1 @@
+"""The Telegraphy demo: a Django project whose pages update live."""
