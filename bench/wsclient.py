@@ -1,0 +1,190 @@
+"""A minimal WAMP-over-WebSocket subscriber for load generation (benchmarks only).
+
+It speaks just enough RFC 6455 and WAMP to join, subscribe and count EVENT
+frames, parsing frame headers by hand in one epoll loop so that one Python
+process can receive hundreds of thousands of frames per second. Not a client
+library.
+
+Latency samples use the kernel's receive timestamp of the data (Linux
+``SO_TIMESTAMP``), so they measure when an event reached the subscriber's
+socket rather than when this Python process got round to reading it; the
+user-space receive time is reported beside it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import select
+import socket
+import struct
+import time
+
+SO_TIMESTAMP = getattr(socket, "SO_TIMESTAMP", 29)  # Linux value
+_TIMEVAL = struct.Struct("@ll")
+
+
+def mask_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """Return a masked client frame (RFC 6455 §5.3)."""
+    key = os.urandom(4)
+    length = len(payload)
+    if length < 126:
+        header = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
+    elif length < 65536:
+        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length)
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return header + key + masked
+
+
+def _read_frame(sock: socket.socket, buf: bytearray) -> bytes:
+    """Blocking read of one frame's payload (used during set-up only)."""
+    while True:
+        parsed = _frame_bounds(buf, 0)
+        if parsed is not None:
+            head, end = parsed
+            payload = bytes(buf[head:end])
+            del buf[:end]
+            return payload
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("connection closed during set-up")
+        buf += chunk
+
+
+def _frame_bounds(buf: bytearray, pos: int) -> tuple[int, int] | None:
+    """Return (payload start, frame end) of the frame at ``pos``, or None if incomplete."""
+    size = len(buf)
+    if size - pos < 2:
+        return None
+    length = buf[pos + 1] & 0x7F
+    head = pos + 2
+    if length == 126:
+        if size - pos < 4:
+            return None
+        length = (buf[pos + 2] << 8) | buf[pos + 3]
+        head = pos + 4
+    elif length == 127:
+        if size - pos < 10:
+            return None
+        length = struct.unpack_from("!Q", buf, pos + 2)[0]
+        head = pos + 10
+    end = head + length
+    return (head, end) if end <= size else None
+
+
+class Subscriber:
+    """One subscribed connection and its counters."""
+
+    __slots__ = ("buffer", "events", "sample", "sock")
+
+    def __init__(self, sock: socket.socket, buffer: bytearray, sample: bool) -> None:
+        self.sock = sock
+        self.buffer = buffer
+        self.sample = sample
+        self.events = 0
+
+
+def connect(host: str, port: int, topic: str, sample: bool) -> Subscriber:
+    """Open a WebSocket, join the default realm anonymously and subscribe to ``topic``."""
+    sock = socket.create_connection((host, port), timeout=30)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: wamp.2.json\r\n\r\n"
+        ).encode()
+    )
+    buf = bytearray()
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("connection closed during handshake")
+        buf += chunk
+    end = buf.find(b"\r\n\r\n")
+    if not buf.startswith(b"HTTP/1.1 101"):
+        raise ConnectionError(bytes(buf[:end]).decode(errors="replace"))
+    del buf[: end + 4]
+    sock.sendall(mask_frame(json.dumps([1, "telegraphy", {"roles": {"subscriber": {}}}]).encode()))
+    welcome = json.loads(_read_frame(sock, buf))
+    if welcome[0] != 2:
+        raise ConnectionError(f"session refused: {welcome}")
+    sock.sendall(mask_frame(json.dumps([32, 1, {}, topic]).encode()))
+    subscribed = json.loads(_read_frame(sock, buf))
+    if subscribed[0] != 33:
+        raise ConnectionError(f"subscribe refused: {subscribed}")
+    if sample:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
+    sock.setblocking(False)
+    return Subscriber(sock, buf, sample)
+
+
+class Receiver:
+    """Many subscribers in one epoll loop.
+
+    ``latencies`` collects (kernel_latency, user_latency) in seconds for EVENTs
+    on sampled connections, computed against ``data.t`` of the event.
+    """
+
+    def __init__(self, subscribers: list[Subscriber]) -> None:
+        self.subscribers = subscribers
+        self.by_fd = {s.sock.fileno(): s for s in subscribers}
+        self.epoll = select.epoll()
+        for fd in self.by_fd:
+            self.epoll.register(fd, select.EPOLLIN)
+        self.latencies: list[tuple[float, float]] = []
+
+    def total(self) -> int:
+        return sum(s.events for s in self.subscribers)
+
+    def run(self, expected: int, deadline: float) -> None:
+        """Read until every subscriber has ``expected`` events or the deadline passes."""
+        missing = {s for s in self.subscribers if s.events < expected}
+        while missing and time.monotonic() < deadline:
+            for fd, _ in self.epoll.poll(0.1):
+                sub = self.by_fd[fd]
+                self._read(sub)
+                if sub.events >= expected:
+                    missing.discard(sub)
+
+    def _read(self, sub: Subscriber) -> None:
+        kernel_time = 0.0
+        try:
+            if sub.sample:
+                data, ancillary, _, _ = sub.sock.recvmsg(262144, socket.CMSG_SPACE(_TIMEVAL.size))
+                for level, kind, value in ancillary:
+                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMP:
+                        seconds, micros = _TIMEVAL.unpack(value[: _TIMEVAL.size])
+                        kernel_time = seconds + micros / 1e6
+            else:
+                data = sub.sock.recv(262144)
+        except BlockingIOError:
+            return
+        if not data:
+            self.epoll.unregister(sub.sock.fileno())
+            return
+        buf = sub.buffer
+        buf += data
+        pos = 0
+        count = 0
+        user_time = time.time() if sub.sample else 0.0
+        while True:
+            bounds = _frame_bounds(buf, pos)
+            if bounds is None:
+                break
+            head, end = bounds
+            if sub.sample:
+                sent = json.loads(bytes(buf[head:end]))[4][0]["data"]["t"]
+                self.latencies.append(((kernel_time or user_time) - sent, user_time - sent))
+            count += 1
+            pos = end
+        if pos:
+            del buf[:pos]
+        sub.events += count
+
+    def close(self) -> None:
+        for sub in self.subscribers:
+            sub.sock.close()
+        self.epoll.close()
