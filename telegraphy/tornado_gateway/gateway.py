@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import tornado.ioloop
 
-from telegraphy.wamp import Authenticator, Router
+from telegraphy.wamp import Authenticator, Router, SessionState
 from telegraphy.websocket import CLOSE_GOING_AWAY, CLOSE_POLICY
 
 from .websocket import WampWebSocketProtocol, WebSocketUpgradeHandler
@@ -116,11 +116,19 @@ class Gateway:
     # Shutdown ----------------------------------------------------------------
 
     async def shutdown(self) -> None:
-        """Say GOODBYE to every session, wait briefly for the answers, then close what is left."""
+        """Say GOODBYE to every session, wait briefly for the answers, then close what is left.
+
+        Connections without an established session (not joined yet, or
+        after GOODBYE) have no answer to wait for and are closed at once.
+        """
         if self._pinger is not None:
             self._pinger.stop()
         self.router.shutdown()
         self.flush()
+        for connection in list(self.connections):
+            session = connection.session
+            if session is None or session.state is not SessionState.SHUTTING_DOWN:
+                connection.close_connection(CLOSE_GOING_AWAY, "gateway shutting down")
         deadline = time.monotonic() + SHUTDOWN_GRACE
         while self.connections and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
