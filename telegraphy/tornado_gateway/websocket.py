@@ -138,7 +138,14 @@ class WebSocketUpgradeHandler(tornado.web.RequestHandler):
         def factory() -> WampWebSocketProtocol:
             return WampWebSocketProtocol(gateway, codec, peer, response, refuse)
 
-        asyncio.ensure_future(asyncio.get_running_loop().connect_accepted_socket(factory, sock))
+        task = asyncio.ensure_future(asyncio.get_running_loop().connect_accepted_socket(factory, sock))
+        task.add_done_callback(_handover_done)
+
+
+def _handover_done(task: asyncio.Future[Any]) -> None:
+    """Log a failed handover of an upgraded socket to asyncio (the peer is gone with it)."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("could not serve an upgraded WebSocket connection: %r", task.exception())
 
 
 class WampWebSocketProtocol(asyncio.Protocol):
