@@ -14,8 +14,10 @@ reached it meanwhile).
 from __future__ import annotations
 
 import random
+import secrets
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from .auth import Authenticator, Identity
@@ -26,7 +28,7 @@ from .messages import MAX_ID
 from .serializer import WireCodec
 from .session import ServerSession
 
-__all__ = ["DEFAULT_REALM", "Realm", "Router", "RouterStats"]
+__all__ = ["DEFAULT_REALM", "Publication", "Realm", "Router", "RouterStats"]
 
 DEFAULT_REALM = "telegraphy"
 
@@ -45,6 +47,30 @@ class RouterStats:
         self.events_delivered = 0
         self.messages_received = 0
         self.protocol_errors = 0
+
+
+@dataclass(slots=True)
+class Publication:
+    """An event accepted by the router and not yet delivered.
+
+    With a ``sequencer`` set, the router hands publications to it; the
+    sequencer gives each a stream position (for example from a store) and
+    calls :meth:`Router.deliver` in order.
+    """
+
+    realm: Realm
+    topic: str
+    id: int
+    args: list[Any] | None
+    kwargs: dict[str, Any] | None
+    details: dict[str, Any]
+    publisher: ServerSession | None = None
+    exclude_me: bool = True
+    exclude: frozenset[int] | None = None
+    eligible: frozenset[int] | None = None
+    #: True for Telegraphy events (args[0] is ``{name, meta, data}``): their
+    #: ``meta`` gets ``offset`` and ``epoch`` too.
+    event: bool = False
 
 
 class Realm:
@@ -72,6 +98,16 @@ class Router:
             send and no other session had any; the transport layer then calls
             :meth:`take_dirty` and writes.
         anonymous_actions: what anonymous sessions may do.
+
+    Persistence hooks (all optional; set them as attributes):
+        sequencer: called with each :class:`Publication` instead of
+            delivering it at once; it must call :meth:`deliver` later, in order.
+        on_resume: called with (session, resume token, {topic: (epoch,
+            offset)}) when a HELLO asks to resume; it must call
+            ``session.complete_resume(...)`` later. When set, every WELCOME
+            carries a ``resume_token``.
+        on_session_change: called with a session whose subscriptions or
+            state changed, so they can be saved.
     """
 
     roles: dict[str, Any] = {
@@ -106,6 +142,9 @@ class Router:
         self._dirty: list[ServerSession] = []
         self._router_id = 0
         self._random = random.SystemRandom()
+        self.sequencer: Callable[[Publication], None] | None = None
+        self.on_resume: Callable[[ServerSession, str, dict[str, tuple[str, int]]], None] | None = None
+        self.on_session_change: Callable[[ServerSession], None] | None = None
 
     # Sessions ------------------------------------------------------------------
 
@@ -116,6 +155,15 @@ class Router:
     def new_session_id(self) -> int:
         """Return a global-scope id (WAMP §7.1.3: random in [1, 2^53])."""
         return self._random.randint(1, MAX_ID)
+
+    def new_resume_token(self) -> str:
+        """Return a fresh, unguessable resume token."""
+        return secrets.token_urlsafe(24)
+
+    def session_changed(self, session: ServerSession) -> None:
+        """Tell ``on_session_change`` that a session's state or subscriptions changed."""
+        if self.on_session_change is not None:
+            self.on_session_change(session)
 
     def _next_router_id(self) -> int:
         self._router_id = self._router_id % MAX_ID + 1
@@ -169,8 +217,13 @@ class Router:
         kwargs: dict[str, Any] | None,
         options: dict[str, Any] | None = None,
         publisher: ServerSession | None = None,
+        *,
+        event: bool = False,
     ) -> int:
         """Publish an event in ``realm`` and return its publication id.
+
+        The event is delivered at once, or handed to the ``sequencer`` when
+        one is set.
 
         Raises:
             ApplicationError: ``wamp.error.invalid_argument`` for malformed options.
@@ -187,15 +240,40 @@ class Router:
             if publisher.identity is not None:
                 details["publisher_authid"] = publisher.identity.authid
                 details["publisher_authrole"] = publisher.identity.authrole
-        publication = self._random.randint(1, MAX_ID)
-        delivered = realm.broker.publish(
-            topic, publication, args, kwargs,
-            publisher=publisher, exclude_me=exclude_me, exclude=exclude, eligible=eligible, details=details,
+        publication = Publication(
+            realm, topic, self._random.randint(1, MAX_ID), args, kwargs, details or {},
+            publisher, exclude_me, exclude, eligible, event,
+        )
+        if self.sequencer is not None:
+            self.sequencer(publication)
+        else:
+            self.deliver(publication)
+        return publication.id
+
+    def deliver(self, publication: Publication, position: tuple[str, int] | None = None) -> int:
+        """Fan a publication out to its subscribers; return how many got it.
+
+        ``position`` is the (epoch, offset) of the event in its topic's
+        stream; it travels in EVENT.Details (and in ``meta`` of Telegraphy events).
+        """
+        details = publication.details
+        if position is not None:
+            epoch, offset = position
+            details = {**details, "epoch": epoch, "offset": offset}
+            if publication.event and publication.args:
+                meta = publication.args[0].get("meta")
+                if isinstance(meta, dict):
+                    meta["epoch"] = epoch
+                    meta["offset"] = offset
+        delivered = publication.realm.broker.publish(
+            publication.topic, publication.id, publication.args, publication.kwargs,
+            publisher=publication.publisher, exclude_me=publication.exclude_me,
+            exclude=publication.exclude, eligible=publication.eligible, details=details,
         )
         stats = self.stats
         stats.events_published += 1
         stats.events_delivered += delivered
-        return publication
+        return delivered
 
     def publish_event(self, event: dict[str, Any], realm: str | None = None) -> str:
         """Publish a Telegraphy event (see :mod:`telegraphy.event`) on the topic ``event["name"]``.
@@ -208,7 +286,7 @@ class Router:
             meta = event["meta"] = {}
         event_id = uuid.uuid4().hex
         meta["id"] = event_id
-        self.publish(self.realms[realm or self.default_realm], event["name"], [event], None)
+        self.publish(self.realms[realm or self.default_realm], event["name"], [event], None, event=True)
         return event_id
 
 

@@ -16,11 +16,14 @@ Every state transition lives in this file (WAMP §5 "Sessions"):
 
 ::
 
-    ESTABLISHING --HELLO--> CHALLENGING --AUTHENTICATE--> ESTABLISHED
-         |  \\____________________________(anonymous)______/   |    |
-         |                                       GOODBYE(peer)  |    | router GOODBYE
-         v                                                      v    v
-       FAILED  <--protocol violation / ABORT--   CLOSED <--GOODBYE-- SHUTTING_DOWN
+    ESTABLISHING --HELLO--> CHALLENGING --AUTHENTICATE--> (RESUMING) --> ESTABLISHED
+         |  \\____________________________(anonymous)_____________/      |    |
+         |                                              GOODBYE(peer)  |    | router GOODBYE
+         v                                                             v    v
+       FAILED  <--protocol violation / ABORT--          CLOSED <--GOODBYE-- SHUTTING_DOWN
+
+``RESUMING``: the HELLO carried a ``resume_token``; the router looks the old
+session up asynchronously and calls :meth:`ServerSession.complete_resume`.
 
 ``CLOSED`` accepts a new HELLO on the same connection (WAMP §5.2: the
 transport may be reused); ``FAILED`` means the transport must close.
@@ -31,6 +34,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .auth import Identity, PendingChallenge
@@ -41,6 +45,7 @@ from .messages import (
     Authenticate,
     Call,
     Error,
+    Event,
     Goodbye,
     Hello,
     Invocation,
@@ -64,7 +69,7 @@ if TYPE_CHECKING:
     from .router import Realm, Router
     from .serializer import WireCodec
 
-__all__ = ["CLOSE_NORMAL", "CLOSE_POLICY", "CLOSE_PROTOCOL_ERROR", "ServerSession", "SessionState"]
+__all__ = ["CLOSE_NORMAL", "CLOSE_POLICY", "CLOSE_PROTOCOL_ERROR", "Resumption", "ServerSession", "SessionState"]
 
 logger = logging.getLogger("telegraphy.wamp")
 
@@ -77,6 +82,7 @@ CLOSE_POLICY = 1008
 class SessionState(enum.Enum):
     ESTABLISHING = "establishing"
     CHALLENGING = "challenging"
+    RESUMING = "resuming"
     ESTABLISHED = "established"
     SHUTTING_DOWN = "shutting_down"
     CLOSED = "closed"
@@ -98,7 +104,7 @@ class ServerSession:
     __slots__ = (
         "__weakref__",
         "_challenge",
-        "_handlers",
+        "_hello",
         "_next_request",
         "_out",
         "_router",
@@ -109,6 +115,7 @@ class ServerSession:
         "peer",
         "realm",
         "registrations",
+        "resume_token",
         "state",
         "subscriptions",
         "transport",
@@ -129,18 +136,10 @@ class ServerSession:
         self.close_request: tuple[int, str] | None = None
         self._out: list[bytes] = []
         self._challenge: PendingChallenge | None = None
+        self._hello: Hello | None = None
         self._next_request = 0
-        self._handlers: dict[type[Message], Callable[[Any], None]] = {
-            Publish: self._on_publish,
-            Subscribe: self._on_subscribe,
-            Unsubscribe: self._on_unsubscribe,
-            Call: self._on_call,
-            Register: self._on_register,
-            Unregister: self._on_unregister,
-            Yield: self._on_yield,
-            Error: self._on_error,
-            Goodbye: self._on_goodbye,
-        }
+        #: The token a reconnecting client presents to resume this session.
+        self.resume_token: str | None = None
 
     def __repr__(self) -> str:
         return f"ServerSession({self.id}, {self.state.value}, {self.peer})"
@@ -198,10 +197,10 @@ class ServerSession:
     def _dispatch(self, message: Message, now: float) -> None:
         state = self.state
         if state is SessionState.ESTABLISHED:
-            handler = self._handlers.get(type(message))
+            handler = _HANDLERS.get(type(message))
             if handler is None:
                 raise ProtocolViolation(f"unexpected {message.NAME} from a client in an established session")
-            handler(message)
+            handler(self, message)
         elif state is SessionState.ESTABLISHING or state is SessionState.CLOSED:
             if not isinstance(message, Hello):
                 raise ProtocolViolation(f"unexpected {message.NAME} before HELLO")
@@ -213,6 +212,13 @@ class ServerSession:
             if not isinstance(message, Authenticate):
                 raise ProtocolViolation(f"unexpected {message.NAME} while waiting for AUTHENTICATE")
             self._on_authenticate(message)
+        elif state is SessionState.RESUMING:
+            # The router is fetching the session to resume; the peer waits
+            # for WELCOME. Only giving up is meaningful now.
+            if isinstance(message, Abort):
+                self._leave(SessionState.CLOSED)
+                return
+            raise ProtocolViolation(f"unexpected {message.NAME} before WELCOME")
         elif state is SessionState.SHUTTING_DOWN:
             # WAMP §5.3: after sending GOODBYE, wait for the peer's GOODBYE and
             # ignore everything else.
@@ -228,6 +234,8 @@ class ServerSession:
             self._abort(uris.NO_SUCH_REALM, f"no realm {hello.realm!r} on this router")
             return
         self.realm = realm
+        self._hello = hello
+        self.resume_token = None
         self.id = self._router.new_session_id()
         try:
             outcome = self._router.authenticator.begin(hello, self.id, now)
@@ -253,8 +261,55 @@ class ServerSession:
         self._welcome(identity)
 
     def _welcome(self, identity: Identity) -> None:
-        assert self.realm is not None and self.id is not None
+        """The peer is authenticated: resume its earlier session if it asks to, else start afresh."""
+        hello, self._hello = self._hello, None
         self.identity = identity
+        token = hello.details.get("resume_token") if hello is not None else None
+        if token is None or self._router.on_resume is None:
+            self._establish({})
+            return
+        offsets = hello.details.get("resume_offsets", {}) if hello is not None else {}
+        if not isinstance(token, str) or not _valid_offsets(offsets):
+            raise ProtocolViolation("invalid 'resume_token' or 'resume_offsets' in HELLO.Details")
+        # The router answers asynchronously with complete_resume().
+        self.state = SessionState.RESUMING
+        self._router.on_resume(self, token, {topic: (epoch, offset) for topic, (epoch, offset) in offsets.items()})
+
+    def complete_resume(self, restored: Resumption | None) -> None:
+        """Finish a HELLO that asked to resume: WELCOME, restored subscriptions, missed events.
+
+        ``restored`` is ``None`` when the token is unknown, expired or belongs
+        to someone else: the peer then gets a fresh session, with
+        ``resumed: false`` and ``resume_error`` saying why (WELCOME.Details).
+        Call it once; it does nothing if the connection went away meanwhile.
+        """
+        if self.state is not SessionState.RESUMING:
+            return
+        if restored is None:
+            self._establish({"resumed": False, "resume_error": "unknown or expired resume token"})
+            return
+        assert self.realm is not None
+        broker = self.realm.broker
+        listed: list[dict[str, Any]] = []
+        exact: dict[str, int] = {}
+        for topic, match in restored.subscriptions:
+            sub = broker.subscribe(self, topic, match)
+            self.subscriptions.add(sub.id)
+            listed.append({"topic": topic, "match": match, "subscription": sub.id})
+            if match == "exact":
+                exact[topic] = sub.id
+        self.resume_token = restored.token
+        self._establish(
+            {"resumed": True, "subscriptions": listed, "recovered": restored.recovered, "recovery_errors": restored.errors}
+        )
+        for topic, publication, details, args, kwargs in restored.missed:
+            subscription = exact.get(topic)
+            if subscription is not None:
+                self.send(Event(subscription, publication, details, args, kwargs))
+
+    def _establish(self, extra: dict[str, Any]) -> None:
+        identity = self.identity
+        assert self.realm is not None and self.id is not None and identity is not None
         self.state = SessionState.ESTABLISHED
         self.realm.sessions[self.id] = self
         details = {
@@ -264,8 +319,14 @@ class ServerSession:
             "authmethod": identity.authmethod,
             "authprovider": identity.authprovider,
             "roles": self._router.roles,
+            **extra,
         }
+        if self._router.on_resume is not None:
+            if self.resume_token is None:
+                self.resume_token = self._router.new_resume_token()
+            details["resume_token"] = self.resume_token
         self.send(Welcome(self.id, details))
+        self._router.session_changed(self)
 
     def _abort(self, reason: str, message: str) -> None:
         """Refuse the session being opened: ABORT, then the transport closes."""
@@ -294,7 +355,7 @@ class ServerSession:
         if self.state is SessionState.ESTABLISHED:
             self.send(Goodbye({"message": message}, reason))
             self._leave(SessionState.SHUTTING_DOWN)
-        elif self.state in (SessionState.ESTABLISHING, SessionState.CHALLENGING):
+        elif self.state in (SessionState.ESTABLISHING, SessionState.CHALLENGING, SessionState.RESUMING):
             self._fail(reason, message, CLOSE_NORMAL)
 
     def connection_lost(self) -> None:
@@ -312,8 +373,13 @@ class ServerSession:
         self.subscriptions.clear()
         self.registrations.clear()
         self._challenge = None
+        self._hello = None
         self.realm = None
-        self.state = state
+        previous, self.state = self.state, state
+        if previous is SessionState.ESTABLISHED:
+            # The router keeps a session that ended without GOODBYE for a
+            # later resume, and forgets one that said GOODBYE.
+            self._router.session_changed(self)
 
     # Established session -------------------------------------------------------
 
@@ -347,6 +413,7 @@ class ServerSession:
         sub = self.realm.broker.subscribe(self, message.topic, message.options.get("match", "exact"))
         self.subscriptions.add(sub.id)
         self.send(Subscribed(message.request, sub.id))
+        self._router.session_changed(self)
 
     def _on_unsubscribe(self, message: Unsubscribe) -> None:
         assert self.realm is not None
@@ -357,6 +424,7 @@ class ServerSession:
             return
         self.subscriptions.discard(message.subscription)
         self.send(Unsubscribed(message.request))
+        self._router.session_changed(self)
 
     def _on_call(self, message: Call) -> None:
         assert self.realm is not None
@@ -396,3 +464,48 @@ class ServerSession:
         if message.request_type != Invocation.TYPE:
             raise ProtocolViolation(f"invalid value {message.request_type} for 'request_type' in ERROR: a client only sends ERROR for INVOCATION")
         self.realm.dealer.invocation_error(self, message)
+
+
+_HANDLERS: dict[type[Message], Callable[[ServerSession, Any], None]] = {
+    Publish: ServerSession._on_publish,
+    Subscribe: ServerSession._on_subscribe,
+    Unsubscribe: ServerSession._on_unsubscribe,
+    Call: ServerSession._on_call,
+    Register: ServerSession._on_register,
+    Unregister: ServerSession._on_unregister,
+    Yield: ServerSession._on_yield,
+    Error: ServerSession._on_error,
+    Goodbye: ServerSession._on_goodbye,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Resumption:
+    """What the router found for a resume token (see :meth:`ServerSession.complete_resume`).
+
+    Attributes:
+        token: the resume token (kept for the resumed session).
+        subscriptions: (topic, match) pairs to restore.
+        recovered: per topic, whether every missed event is in ``missed``.
+        errors: per topic that was not recovered, why ("history trimmed", …).
+        missed: (topic, publication id, EVENT details, args, kwargs) in order.
+    """
+
+    token: str
+    subscriptions: list[tuple[str, str]]
+    recovered: dict[str, bool] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    missed: list[tuple[str, int, dict[str, Any], list[Any] | None, dict[str, Any] | None]] = field(default_factory=list)
+
+
+def _valid_offsets(offsets: Any) -> bool:
+    """``resume_offsets`` is ``{topic: [epoch, offset]}`` (epoch a string, offset an integer >= 0)."""
+    if not isinstance(offsets, dict):
+        return False
+    for topic, position in offsets.items():
+        if not isinstance(topic, str) or not isinstance(position, list) or len(position) != 2:
+            return False
+        epoch, offset = position
+        if not isinstance(epoch, str) or type(offset) is not int or offset < 0:
+            return False
+    return True
