@@ -42,6 +42,8 @@ MIB = 1024 * KIB
 
 #: Secrets shorter than this get a warning: HS256 wants at least 256 bits.
 MIN_SECRET_LENGTH = 32
+#: The embedded default store: a SQLite file in the working directory.
+DEFAULT_STORE = "sqlite:///telegraphy.sqlite3"
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -82,6 +84,12 @@ class Config:
         outgoing_buffer: unsent bytes per connection before a slow consumer
             is disconnected.
         ping_interval: seconds between WebSocket pings; ``0`` disables them.
+        store: where sessions, subscriptions and event history persist
+            (``sqlite:///path``, ``memory://``, ``redis://…``, ``mongodb://…``),
+            or ``none`` for no persistence (no offsets, no resume).
+        session_ttl: seconds a disconnected session can still be resumed.
+        history_max_events: events kept per topic for recovery.
+        history_max_age: seconds events are kept for recovery.
         log_level: one of ``debug``, ``info``, ``warning``, ``error``,
             ``critical``.
         secret_generated: ``True`` when :meth:`with_secret` made up the secret.
@@ -101,6 +109,10 @@ class Config:
     jwt_leeway: float = 5.0
     outgoing_buffer: int = 4 * MIB
     ping_interval: float = 25.0
+    store: str = DEFAULT_STORE
+    session_ttl: float = 3600.0
+    history_max_events: int = 10_000
+    history_max_age: float = 86_400.0
     log_level: str = "info"
     secret_generated: bool = False
 
@@ -156,6 +168,10 @@ class Config:
             jwt_leeway=args.jwt_leeway,
             outgoing_buffer=args.outgoing_buffer,
             ping_interval=args.ping_interval,
+            store=args.store,
+            session_ttl=args.session_ttl,
+            history_max_events=args.history_max_events,
+            history_max_age=args.history_max_age,
             log_level=args.log_level,
         )
 
@@ -503,6 +519,46 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         float,
         "seconds between WebSocket pings; 0 disables them",
         _non_negative,
+        metavar="SECONDS",
+    )
+    add(
+        "--store",
+        ["TELEGRAPHY_STORE"],
+        DEFAULT_STORE,
+        DEFAULT_STORE,
+        _non_empty,
+        "where sessions, subscriptions and event history persist: sqlite:///PATH, memory://, redis://HOST:PORT/DB, "
+        "mongodb://HOST/DB, or none (no persistence: no offsets, no resume)",
+        metavar="URL",
+    )
+    add(
+        "--session-ttl",
+        ["TELEGRAPHY_SESSION_TTL"],
+        3600.0,
+        "3600",
+        float,
+        "seconds a disconnected session can still be resumed",
+        _positive,
+        metavar="SECONDS",
+    )
+    add(
+        "--history-max-events",
+        ["TELEGRAPHY_HISTORY_MAX_EVENTS"],
+        10_000,
+        "10000",
+        int,
+        "events kept per topic for clients that resume",
+        _positive,
+        metavar="N",
+    )
+    add(
+        "--history-max-age",
+        ["TELEGRAPHY_HISTORY_MAX_AGE"],
+        86_400.0,
+        "86400",
+        float,
+        "seconds events are kept for clients that resume",
+        _positive,
         metavar="SECONDS",
     )
     add(
