@@ -21,7 +21,7 @@ for a message over the size limit.
 from __future__ import annotations
 
 import asyncio
-import binascii
+import base64
 import logging
 import os
 import socket
@@ -102,8 +102,9 @@ class WebSocketUpgradeHandler(tornado.web.RequestHandler):
             return
         key = headers.get("Sec-WebSocket-Key", "")
         try:
-            valid_key = len(binascii.a2b_base64(key.encode("ascii"))) == 16
-        except (binascii.Error, UnicodeEncodeError):
+            # validate=True: a2b_base64 alone skips characters outside the alphabet.
+            valid_key = len(base64.b64decode(key, validate=True)) == 16
+        except ValueError:  # binascii.Error, or a non-ASCII key
             valid_key = False
         if not valid_key:
             self._refuse(400, "invalid_websocket_key", "'Sec-WebSocket-Key' must be 16 bytes in base64")
