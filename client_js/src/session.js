@@ -11,6 +11,15 @@
  * ids, subscription ids, pending requests) is reset by `open()` and
  * `transportClosed()`.
  *
+ * Session resume (see README "Resume"): the router's WELCOME may carry a
+ * `resume_token`; `open({resume: true})` presents it in HELLO with the last
+ * stream position (`[epoch, offset]`) seen per exact topic. A WELCOME with
+ * `resumed: true` lists the subscriptions the router restored: their local
+ * handlers are bound to the given ids instead of subscribing again. Every
+ * EVENT's position is remembered per handler set and concrete topic, and an
+ * EVENT at or before the last position seen (same epoch) is dropped, so
+ * replayed events reach each handler once.
+ *
  * Order of calls for one connection:
  *
  *     session.open({realm, ticket})     // transport is open: sends HELLO
@@ -118,7 +127,8 @@ export function canonicalJson(value) {
  * With a ticket: `authmethods: ["ticket"]` and `authid` (empty string when none);
  * without: `authmethods: ["anonymous"]`, `authid` only when given.
  *
- * @param {{ticket?: ?string, authid?: ?string, resumeToken?: ?string, resumeOffsets?: ?Object}} params
+ * @param {{ticket?: ?string, authid?: ?string, resumeToken?: ?string,
+ *          resumeOffsets?: ?Object<string, Array>}} params `resumeOffsets` is `{topic: [epoch, offset]}`
  * @returns {Object}
  */
 export function helloDetails(params) {
@@ -132,13 +142,43 @@ export function helloDetails(params) {
       details.authid = params.authid;
     }
   }
-  // Room for session resume: the gateway hands out `resume_token` in WELCOME
-  // details; a reconnecting client presents it with the offsets it has seen.
+  // Session resume: the gateway hands out `resume_token` in WELCOME details; a
+  // reconnecting client presents it with {topic: [epoch, offset]} it has seen.
   if (params.resumeToken) {
     details.resume_token = params.resumeToken;
     details.resume_offsets = params.resumeOffsets || {};
   }
   return details;
+}
+
+/**
+ * The match policy of subscription options: "exact" unless they name another.
+ * @param {Object} options
+ * @returns {string}
+ */
+function matchPolicy(options) {
+  return options && typeof options.match === 'string' ? options.match : 'exact';
+}
+
+function isExact(options) {
+  return matchPolicy(options) === 'exact';
+}
+
+/**
+ * The stream position of an EVENT: `epoch` (string) and `offset` (integer)
+ * from EVENT.Details, else from a Telegraphy event's `meta`; null when absent.
+ * @param {Object} details
+ * @param {*} event
+ * @returns {?{epoch: string, offset: number}}
+ */
+export function eventPosition(details, event) {
+  const sources = [details, isPlainObject(event) && isPlainObject(event.meta) ? event.meta : null];
+  for (const source of sources) {
+    if (source && typeof source.epoch === 'string' && Number.isInteger(source.offset) && source.offset >= 0) {
+      return { epoch: source.epoch, offset: source.offset };
+    }
+  }
+  return null;
 }
 
 /**
@@ -149,7 +189,10 @@ export class Session {
    * @param {{send: function(Array): void, onOpen?: function(Object): void,
    *          onClose?: function(Object): void, onError?: function(Error): void}} callbacks
    *   `send(array)` gets each WAMP message to write, already validated;
-   *   `onOpen({sessionId, details})` on WELCOME;
+   *   `onOpen({sessionId, details, resumed, recovered, recovery})` on WELCOME, where
+   *   `resumed` is true when the router resumed the earlier session, `recovered`
+   *   its `{topic: boolean}`, and `recovery` the notices for the page:
+   *   `[{topic, recovered: false, reason} | {topic, recovered: true, missed: null}]`;
    *   `onClose({reason, details, initiator})` when the WAMP session ends (ABORT or GOODBYE);
    *   `onError(error)` for anything invalid received and for callbacks that threw.
    */
@@ -170,7 +213,10 @@ export class Session {
     /** @type {Map<number, Set<Object>>} subscription id → entries using it */
     this._bySubscription = new Map();
     this._resumeToken = null;
-    this._offsets = {};
+    /** @type {Map<string, {epoch: string, offset: number}>} last position per exact topic, for HELLO */
+    this._positions = new Map();
+    /** @type {?Object<string, Array>} the resume_offsets of the HELLO in flight, null when not resuming */
+    this._presented = null;
   }
 
   /** @returns {string} one of SessionState */
@@ -189,12 +235,27 @@ export class Session {
   }
 
   /**
-   * Last event offset seen per topic, from `event.meta.offset` / `meta.epoch`.
-   * Kept for session resume; nothing reads it yet but HELLO when resuming.
-   * @returns {Object<string, {offset: number, epoch: *}>}
+   * What HELLO presents as `resume_offsets`: the last stream position seen
+   * per topic, for the topics of wanted exact-match subscriptions (the router
+   * replays exact subscriptions only). Taken from EVENT.Details `epoch` and
+   * `offset` (or the event's `meta`). Topics the router could not recover
+   * are left out until a new event arrives.
+   * @returns {Object<string, Array>} `{topic: [epoch, offset]}`
    */
   resumeOffsets() {
-    return JSON.parse(JSON.stringify(this._offsets));
+    const exact = new Set();
+    for (const entry of this._entries.values()) {
+      if (entry.handlers.size > 0 && isExact(entry.options)) {
+        exact.add(entry.topic);
+      }
+    }
+    const offsets = {};
+    for (const [topic, position] of this._positions) {
+      if (exact.has(topic)) {
+        offsets[topic] = [position.epoch, position.offset];
+      }
+    }
+    return offsets;
   }
 
   /**
@@ -208,14 +269,17 @@ export class Session {
     }
     this._resetConnection();
     this._ticket = params.ticket === undefined ? null : params.ticket;
+    const resuming = Boolean(params.resume && this._resumeToken);
+    const offsets = resuming ? this.resumeOffsets() : null;
     const details = helloDetails({
       ticket: this._ticket,
       authid: params.authid,
-      resumeToken: params.resume ? this._resumeToken : null,
-      resumeOffsets: params.resume ? this.resumeOffsets() : null,
+      resumeToken: resuming ? this._resumeToken : null,
+      resumeOffsets: offsets,
     });
     const hello = { type: MessageType.HELLO, realm: params.realm, details };
     marshal(hello); // a bad realm is the caller's error: check before any state change
+    this._presented = offsets;
     this._state = SessionState.ESTABLISHING;
     this._send(hello);
   }
@@ -310,7 +374,10 @@ export class Session {
     const key = subscriptionKey(topic, cleanOptions);
     let entry = this._entries.get(key);
     if (!entry) {
-      entry = { key, topic, options: cleanOptions, handlers: new Set(), subscriptionId: null, inFlight: null, failed: null };
+      entry = {
+        key, topic, options: cleanOptions, handlers: new Set(), subscriptionId: null, inFlight: null, failed: null,
+        positions: new Map(), // concrete topic → last {epoch, offset} delivered to these handlers
+      };
       this._entries.set(key, entry);
     }
     entry.handlers.add(fn);
@@ -388,17 +455,25 @@ export class Session {
   // ---- incoming messages ----------------------------------------------------
 
   _onWelcome(message) {
+    const details = message.details;
     this._state = SessionState.ESTABLISHED;
     this._sessionId = message.sessionId;
-    this._welcomeDetails = message.details;
-    if (typeof message.details.resume_token === 'string') {
-      this._resumeToken = message.details.resume_token;
+    this._welcomeDetails = details;
+    // No token: the gateway keeps no sessions (any more), so there is nothing to resume.
+    this._resumeToken = typeof details.resume_token === 'string' && details.resume_token ? details.resume_token : null;
+    const presented = this._presented;
+    this._presented = null;
+    const resumed = details.resumed === true;
+    if (resumed) {
+      this._bindRestored(details.subscriptions);
     }
     for (const entry of this._entries.values()) {
       entry.failed = null;
-      this._reconcile(entry);
+      this._reconcile(entry); // subscribes whatever the router did not restore
     }
-    this._notify('onOpen', { sessionId: message.sessionId, details: message.details });
+    const recovered = resumed && isPlainObject(details.recovered) ? Object.assign({}, details.recovered) : {};
+    const recovery = presented ? this._recoveryNotices(resumed, recovered, details, presented) : [];
+    this._notify('onOpen', { sessionId: message.sessionId, details, resumed, recovered, recovery });
   }
 
   _onAbort(message) {
@@ -471,9 +546,11 @@ export class Session {
       return;
     }
     const pending = this._takePending(message.requestId, MessageType.UNSUBSCRIBE, 'UNSUBSCRIBED');
-    pending.entry.inFlight = null;
     pending.resolve(null);
-    this._reconcile(pending.entry);
+    if (pending.entry) { // none for a restored subscription nobody wanted
+      pending.entry.inFlight = null;
+      this._reconcile(pending.entry);
+    }
   }
 
   _onEvent(message) {
@@ -483,6 +560,7 @@ export class Session {
     }
     // A Telegraphy event is args[0]; a publisher that used only kwargs gets kwargs.
     const event = message.args.length > 0 ? message.args[0] : message.kwargs;
+    const position = eventPosition(message.details, event);
     const info = {
       topic: typeof message.details.topic === 'string' ? message.details.topic : null,
       subscriptionId: message.subscriptionId,
@@ -492,8 +570,11 @@ export class Session {
       kwargs: message.kwargs,
     };
     for (const entry of Array.from(entries)) {
+      // The concrete topic: EVENT.Details.topic for pattern subscriptions.
       const topic = info.topic || entry.topic;
-      this._recordOffset(topic, event);
+      if (position && !this._advance(entry, topic, position)) {
+        continue; // seen already (a replay overlapping what was delivered live)
+      }
       for (const fn of Array.from(entry.handlers)) {
         try {
           fn(event, Object.assign({}, info, { topic }));
@@ -576,10 +657,98 @@ export class Session {
     }
   }
 
-  _recordOffset(topic, event) {
-    if (isPlainObject(event) && isPlainObject(event.meta) && Number.isInteger(event.meta.offset)) {
-      this._offsets[topic] = { offset: event.meta.offset, epoch: event.meta.epoch === undefined ? null : event.meta.epoch };
+  /**
+   * Move `entry`'s position in `topic` to `position`, unless the entry has
+   * seen that position already (same epoch, offset not greater): then return
+   * false and the event is not delivered to it. A new epoch starts afresh.
+   */
+  _advance(entry, topic, position) {
+    const last = entry.positions.get(topic);
+    if (last && last.epoch === position.epoch && position.offset <= last.offset) {
+      return false;
     }
+    entry.positions.set(topic, position);
+    if (isExact(entry.options)) {
+      this._positions.set(topic, position);
+    }
+    return true;
+  }
+
+  /**
+   * WELCOME with `resumed: true`: bind the local handler sets to the
+   * subscriptions the router restored, matched by topic and match policy
+   * (`exact` when the options name none). A restored subscription no local
+   * handler wants any more is unsubscribed.
+   * @param {*} listed WELCOME.Details.subscriptions, `[{topic, match, subscription}]`
+   */
+  _bindRestored(listed) {
+    if (!Array.isArray(listed)) {
+      this._reportError(new ProtocolError("WELCOME with resumed: true has no 'subscriptions' list"));
+      return;
+    }
+    for (const item of listed) {
+      if (!isPlainObject(item) || typeof item.topic !== 'string' || !Number.isInteger(item.subscription)) {
+        this._reportError(new ProtocolError('invalid restored subscription in WELCOME: ' + JSON.stringify(item)));
+        continue;
+      }
+      const match = typeof item.match === 'string' ? item.match : 'exact';
+      const subscriptionId = item.subscription;
+      const bound = Array.from(this._entries.values()).filter((entry) => entry.handlers.size > 0
+        && entry.subscriptionId === null && entry.topic === item.topic && matchPolicy(entry.options) === match);
+      if (bound.length === 0) {
+        this._request({ type: MessageType.UNSUBSCRIBE, subscriptionId }, true, null).catch(() => {});
+        continue;
+      }
+      if (!this._bySubscription.has(subscriptionId)) {
+        this._bySubscription.set(subscriptionId, new Set());
+      }
+      for (const entry of bound) {
+        entry.subscriptionId = subscriptionId;
+        this._bySubscription.get(subscriptionId).add(entry);
+      }
+    }
+  }
+
+  /**
+   * The 'recovery' notices for the WELCOME that answered a resuming HELLO.
+   * Topics not recovered lose their position, so a later resume does not
+   * replay from before the gap the page reloads over.
+   * @returns {Array<Object>}
+   */
+  _recoveryNotices(resumed, recovered, details, presented) {
+    const notices = [];
+    const wanted = new Set();
+    for (const entry of this._entries.values()) {
+      if (entry.handlers.size > 0) {
+        wanted.add(entry.topic);
+      }
+    }
+    const lost = (topic, reason) => {
+      this._positions.delete(topic);
+      notices.push({ topic, recovered: false, reason });
+    };
+    if (!resumed) {
+      const reason = typeof details.resume_error === 'string' ? details.resume_error : 'session not resumed';
+      Object.keys(presented).forEach((topic) => lost(topic, reason));
+      return notices;
+    }
+    const errors = isPlainObject(details.recovery_errors) ? details.recovery_errors : {};
+    for (const topic of Object.keys(recovered)) {
+      if (!wanted.has(topic)) {
+        continue; // restored, but unsubscribed meanwhile
+      }
+      if (recovered[topic] === true) {
+        notices.push({ topic, recovered: true, missed: null });
+      } else {
+        lost(topic, typeof errors[topic] === 'string' ? errors[topic] : 'not recovered');
+      }
+    }
+    for (const topic of Object.keys(presented)) {
+      if (!Object.prototype.hasOwnProperty.call(recovered, topic) && wanted.has(topic)) {
+        lost(topic, 'subscription not restored');
+      }
+    }
+    return notices;
   }
 
   /**

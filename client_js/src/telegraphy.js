@@ -41,7 +41,7 @@ export const ConnectionState = Object.freeze({
 });
 
 /** Events accepted by on()/off(). */
-export const EVENT_NAMES = Object.freeze(['connect', 'disconnect', 'error', 'statechange']);
+export const EVENT_NAMES = Object.freeze(['connect', 'disconnect', 'error', 'statechange', 'recovery']);
 
 /**
  * ABORT reasons that mean "this token will never work": without a
@@ -63,7 +63,7 @@ export const DEFAULT_CONFIG = Object.freeze({
   tokenProvider: null,
   reconnect: DEFAULT_RECONNECT,
   autoConnect: true,
-  resume: false,
+  resume: true,
   closeTimeout: 2000,
   transports: null,
   WebSocket: null,
@@ -158,7 +158,8 @@ export class TelegraphyClient {
    *   overrides `token`
    * - `reconnect` `{minDelay: 500, maxDelay: 15000}` (ms), or false
    * - `autoConnect` default true: connect right after configure()
-   * - `resume` default false: present the last resume token in HELLO
+   * - `resume` default true: on reconnect, ask the gateway to resume the
+   *   session (restored subscriptions, missed events; see README "Resume")
    * - `closeTimeout` ms to wait for the router's GOODBYE, default 2000
    * - `transports` transport classes to use, in order of preference
    *   (default [WebSocketTransport])
@@ -212,10 +213,16 @@ export class TelegraphyClient {
 
   /**
    * Listen to a connection event:
-   * - 'connect' `fn({sessionId, transport, details})`
+   * - 'connect' `fn({sessionId, transport, details, resumed, recovered})`:
+   *   `resumed` true when the gateway resumed the earlier session,
+   *   `recovered` its `{topic: boolean}` (`{}` when not resumed)
    * - 'disconnect' `fn({code, reason, willReconnect, delay})`
    * - 'error' `fn(error)`: a TelegraphyError (see errors.js)
    * - 'statechange' `fn({state, previous})`
+   * - 'recovery' `fn({topic, recovered: false, reason})` after a reconnect
+   *   that could not deliver what `topic` missed (reload its data), or
+   *   `fn({topic, recovered: true, missed: null})` when the missed events
+   *   follow (`missed` is not counted: see README "Resume")
    * @param {string} name
    * @param {Function} fn
    * @returns {TelegraphyClient} this
@@ -451,7 +458,13 @@ export class TelegraphyClient {
       sessionId: info.sessionId,
       transport: this._transport ? this._transport.name : null,
       details: info.details,
+      resumed: info.resumed,
+      recovered: info.recovered,
     });
+    // Right after WELCOME, before any missed event is dispatched (they come in later frames).
+    for (const notice of info.recovery) {
+      this._emitter.emit('recovery', notice);
+    }
   }
 
   _sessionClosed(info) {

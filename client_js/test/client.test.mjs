@@ -59,7 +59,9 @@ describe('client: connecting', () => {
     welcome(FakeWS.last, 4242, { roles: { broker: {} }, authid: 'anon' });
     assert.equal(client.state, 'connected');
     assert.equal(client.sessionId, 4242);
-    assert.deepEqual(log.connects, [{ sessionId: 4242, transport: 'websocket', details: { roles: { broker: {} }, authid: 'anon' } }]);
+    assert.deepEqual(log.connects, [{
+      sessionId: 4242, transport: 'websocket', details: { roles: { broker: {} }, authid: 'anon' }, resumed: false, recovered: {},
+    }]);
     assert.deepEqual(log.states, ['connecting', 'connected']);
   });
 
@@ -676,5 +678,127 @@ describe('TELEGRAPHY_CONFIG', () => {
     assert.equal(Telegraphy.TelegraphyClient, TelegraphyClient);
     assert.equal(Telegraphy.errors.WampError, WampError);
     assert.equal(GLOBAL_CONFIG_NAME, 'TELEGRAPHY_CONFIG');
+  });
+});
+
+describe('client: resume', () => {
+  /** An EVENT as the gateway sends it: position in details and in meta. */
+  const positioned = (subscriptionId, epoch, offset, type = 'update') => {
+    const body = event(type, { n: offset });
+    body.meta = { ...body.meta, epoch, offset };
+    return [36, subscriptionId, 1000 + offset, { epoch, offset }, [body]];
+  };
+
+  /** A client that saw app.Model up to e1/2 on subscription 7001, then lost its connection. */
+  function dropped(options = {}) {
+    const env = setup(options);
+    env.seen = [];
+    env.recovery = [];
+    env.client.on('recovery', (notice) => env.recovery.push(notice));
+    env.client.register('app.Model', (ev, info) => env.seen.push([ev.meta.offset, info.subscriptionId]));
+    env.client.connect();
+    const ws = welcome(env.FakeWS.last, 1, { roles: { broker: {} }, resume_token: 'rt-1' });
+    ws.receive([33, 1, 7001]);
+    ws.receive(positioned(7001, 'e1', 1));
+    ws.receive(positioned(7001, 'e1', 2));
+    ws.drop(1006);
+    env.timers.runNext();
+    env.ws = env.FakeWS.last;
+    env.ws.open();
+    return env;
+  }
+
+  test('resume is on by default', () => {
+    /** DEFAULT_CONFIG.resume is true; configure({resume: false}) turns it off. */
+    assert.equal(DEFAULT_CONFIG.resume, true);
+    assert.equal(new TelegraphyClient().config.resume, true);
+  });
+
+  test('a resumed session keeps its subscriptions: no SUBSCRIBE, missed events first, duplicates dropped', () => {
+    /** HELLO presents token and [epoch, offset]; restored handlers get the new id; recovery says recovered. */
+    const { ws, seen, recovery, log, client } = dropped();
+    const [, , hello] = ws.messages[0];
+    assert.equal(hello.resume_token, 'rt-1');
+    assert.deepEqual(hello.resume_offsets, { 'app.Model': ['e1', 2] });
+    client.register('app.Other', () => {}); // made while offline: subscribed normally
+    ws.receive([2, 2, {
+      resume_token: 'rt-1', resumed: true,
+      subscriptions: [{ topic: 'app.Model', match: 'exact', subscription: 9001 }],
+      recovered: { 'app.Model': true }, recovery_errors: {},
+    }]);
+    assert.deepEqual(ws.messagesOfType(32), [[32, 1, {}, 'app.Other']]);
+    assert.equal(log.connects[1].resumed, true);
+    assert.deepEqual(log.connects[1].recovered, { 'app.Model': true });
+    assert.deepEqual(recovery, [{ topic: 'app.Model', recovered: true, missed: null }]);
+    ws.receive(positioned(9001, 'e1', 2)); // already seen before the drop
+    ws.receive(positioned(9001, 'e1', 3)); // missed
+    ws.receive(positioned(9001, 'e1', 4)); // missed
+    ws.receive(positioned(9001, 'e1', 4)); // a repeat
+    ws.receive(positioned(9001, 'e1', 5)); // live
+    assert.deepEqual(seen, [[1, 7001], [2, 7001], [3, 9001], [4, 9001], [5, 9001]]);
+    assert.deepEqual(log.errors, []);
+  });
+
+  test('resumed: false subscribes again and emits recovery for every topic with a position', () => {
+    /** A fresh session: every topic is subscribed again and the page is told to reload. */
+    const { ws, recovery, log } = dropped();
+    ws.receive([2, 2, { resume_token: 'rt-2', resumed: false, resume_error: 'unknown or expired resume token' }]);
+    assert.deepEqual(ws.messagesOfType(32), [[32, 1, {}, 'app.Model']]);
+    assert.equal(log.connects[1].resumed, false);
+    assert.deepEqual(log.connects[1].recovered, {});
+    assert.deepEqual(recovery, [{ topic: 'app.Model', recovered: false, reason: 'unknown or expired resume token' }]);
+  });
+
+  test('recovered: false emits recovery with the reason, after connect', () => {
+    /** A trimmed history: the subscription is restored, but the page must reload the topic. */
+    const { ws, recovery, client } = dropped();
+    const order = [];
+    client.on('connect', () => order.push('connect')).on('recovery', () => order.push('recovery'));
+    ws.receive([2, 2, {
+      resume_token: 'rt-1', resumed: true,
+      subscriptions: [{ topic: 'app.Model', match: 'exact', subscription: 9001 }],
+      recovered: { 'app.Model': false }, recovery_errors: { 'app.Model': 'history trimmed' },
+    }]);
+    assert.deepEqual(ws.messagesOfType(32), []);
+    assert.deepEqual(recovery, [{ topic: 'app.Model', recovered: false, reason: 'history trimmed' }]);
+    assert.deepEqual(order, ['connect', 'recovery']);
+  });
+
+  test('resume: false sends a plain HELLO and subscribes again', () => {
+    /** With resume off the token is never presented and no recovery event fires. */
+    const { ws, recovery, log } = dropped({ resume: false });
+    const [, , hello] = ws.messages[0];
+    assert.equal('resume_token' in hello, false);
+    assert.equal('resume_offsets' in hello, false);
+    ws.receive([2, 2, { resume_token: 'rt-2' }]);
+    assert.deepEqual(ws.messagesOfType(32), [[32, 1, {}, 'app.Model']]);
+    assert.deepEqual(recovery, []);
+    assert.equal(log.connects[1].resumed, false);
+  });
+
+  test('a chain with a filter is bound to the restored subscription of its topic', async () => {
+    /** Restored subscriptions are matched by topic and match policy; chains dispatch as before. */
+    const env = setup();
+    const got = [];
+    env.client.subscribe('shop.Order').filter({ status: 'open' }).onUpdate((ev) => got.push(ev.meta.offset));
+    await flush();
+    env.client.connect();
+    let ws = welcome(env.FakeWS.last, 1, { resume_token: 'rt' });
+    ws.receive([33, 1, 11]);
+    ws.receive(positioned(11, 'e', 1));
+    ws.drop();
+    env.timers.runNext();
+    ws = env.FakeWS.last;
+    ws.open();
+    assert.deepEqual(ws.messages[0][2].resume_offsets, { 'shop.Order': ['e', 1] });
+    ws.receive([2, 2, {
+      resume_token: 'rt', resumed: true,
+      subscriptions: [{ topic: 'shop.Order', match: 'exact', subscription: 12 }],
+      recovered: { 'shop.Order': true }, recovery_errors: {},
+    }]);
+    assert.deepEqual(ws.messagesOfType(32), []);
+    ws.receive(positioned(12, 'e', 1));
+    ws.receive(positioned(12, 'e', 2));
+    assert.deepEqual(got, [1, 2]);
   });
 });

@@ -62,7 +62,7 @@ describe('session: opening', () => {
     session.receive([2, 5, { authmethod: 'ticket' }]);
     assert.equal(session.state, SessionState.ESTABLISHED);
     assert.equal(session.sessionId, 5);
-    assert.deepEqual(record.opened, [{ sessionId: 5, details: { authmethod: 'ticket' } }]);
+    assert.deepEqual(record.opened, [{ sessionId: 5, details: { authmethod: 'ticket' }, resumed: false, recovered: {}, recovery: [] }]);
   });
 
   test('authid is sent with the ticket', () => {
@@ -437,27 +437,235 @@ describe('session: closing and bad input', () => {
   });
 });
 
-describe('session: resume room', () => {
-  test('WELCOME resume_token and event offsets are kept and presented on resume', () => {
-    /** With resume, HELLO carries resume_token and resume_offsets from the last session. */
-    const { session, record } = makeSession();
-    session.addHandler('shop.Order', null, () => {});
-    session.open({ realm: 'r' });
-    session.receive([2, 1, { resume_token: 'rt-1' }]);
-    session.receive([33, 1, 10]);
-    session.receive([36, 10, 1, {}, [{ name: 'shop.Order', meta: { offset: 41, epoch: 'e1' }, data: {} }]]);
-    session.receive([36, 10, 2, {}, [{ name: 'shop.Order', meta: { offset: 42, epoch: 'e1' }, data: {} }]]);
+/** An EVENT array with its stream position in details (and in meta, as the gateway sends it). */
+function positioned(subscriptionId, publicationId, epoch, offset, extra = {}) {
+  return [36, subscriptionId, publicationId, { epoch, offset, ...extra },
+    [{ name: extra.topic || 'shop.Order', meta: { event_type: 'update', epoch, offset }, data: { n: offset } }]];
+}
+
+/** A session that saw shop.Order up to e1/42 on subscription 10 with resume token rt-1, then lost its transport. */
+function droppedSession(handlers = { 'shop.Order': [] }) {
+  const pair = makeSession();
+  const seen = {};
+  let requestId = 0;
+  let subscriptionId = 10;
+  for (const topic of Object.keys(handlers)) {
+    seen[topic] = [];
+    pair.session.addHandler(topic, null, (event, info) => seen[topic].push([event.meta.offset, info.subscriptionId]));
+  }
+  pair.session.open({ realm: 'r', resume: true });
+  pair.session.receive([2, 1, { resume_token: 'rt-1' }]);
+  for (const topic of Object.keys(handlers)) {
+    pair.session.receive([33, ++requestId, subscriptionId]);
+    for (const offset of handlers[topic]) {
+      pair.session.receive(positioned(subscriptionId, offset, 'e1', offset));
+    }
+    subscriptionId += 10;
+  }
+  pair.session.transportClosed({});
+  pair.record.take();
+  pair.record.opened.length = 0;
+  return { ...pair, seen };
+}
+
+describe('session: resume', () => {
+  test('HELLO presents the resume token and {topic: [epoch, offset]} from EVENT.Details', () => {
+    /** Positions come from EVENT.Details epoch/offset; HELLO sends arrays, not objects. */
+    const { session, record } = droppedSession({ 'shop.Order': [41, 42] });
     assert.equal(session.resumeToken, 'rt-1');
-    assert.deepEqual(session.resumeOffsets(), { 'shop.Order': { offset: 42, epoch: 'e1' } });
+    assert.deepEqual(session.resumeOffsets(), { 'shop.Order': ['e1', 42] });
+    session.open({ realm: 'r', resume: true });
+    const details = record.take()[0][2];
+    assert.equal(details.resume_token, 'rt-1');
+    assert.deepEqual(details.resume_offsets, { 'shop.Order': ['e1', 42] });
+  });
+
+  test('meta epoch/offset are used when EVENT.Details has none', () => {
+    /** A Telegraphy event's meta carries the position too. */
+    const { session } = establishedSession();
+    session.addHandler('a.b', null, () => {});
+    session.receive([33, 1, 5]);
+    session.receive([36, 5, 1, {}, [{ name: 'a.b', meta: { epoch: 'e9', offset: 7 }, data: {} }]]);
+    assert.deepEqual(session.resumeOffsets(), { 'a.b': ['e9', 7] });
+  });
+
+  test('no resume fields without resume, without a token, or after a WELCOME without a token', () => {
+    /** resume: false, a first connect, and a gateway without persistence all send a plain HELLO. */
+    const { session, record } = droppedSession({ 'shop.Order': [1] });
+    session.open({ realm: 'r' });
+    assert.equal('resume_token' in record.take()[0][2], false, 'resume not asked');
+    session.receive([2, 2, {}]); // this gateway keeps no sessions: the token is forgotten
+    assert.equal(session.resumeToken, null);
     session.transportClosed({});
     record.take();
     session.open({ realm: 'r', resume: true });
     const details = record.take()[0][2];
-    assert.equal(details.resume_token, 'rt-1');
-    assert.deepEqual(details.resume_offsets, { 'shop.Order': { offset: 42, epoch: 'e1' } });
-    session.transportClosed({});
-    session.open({ realm: 'r' });
-    assert.equal('resume_token' in record.take()[0][2], false);
+    assert.equal('resume_token' in details, false);
+    assert.equal('resume_offsets' in details, false);
+  });
+
+  test('restored subscriptions are bound to their new ids, not subscribed again; missed events arrive in order', () => {
+    /** resumed: true — no SUBSCRIBE for what the router restored, handlers see missed then live events. */
+    const { session, record, seen } = droppedSession({ 'shop.Order': [40, 41], 'shop.Item': [3] });
+    const offline = [];
+    session.addHandler('shop.Offline', null, (event) => offline.push(event));
+    session.open({ realm: 'r', resume: true });
+    assert.deepEqual(record.take()[0][2].resume_offsets, { 'shop.Order': ['e1', 41], 'shop.Item': ['e1', 3] });
+    session.receive([2, 2, {
+      resume_token: 'rt-1',
+      resumed: true,
+      subscriptions: [
+        { topic: 'shop.Order', match: 'exact', subscription: 501 },
+        { topic: 'shop.Item', match: 'exact', subscription: 502 },
+      ],
+      recovered: { 'shop.Order': true, 'shop.Item': true },
+      recovery_errors: {},
+    }]);
+    // Only the subscription made while offline is subscribed.
+    assert.deepEqual(record.take(), [[32, 1, {}, 'shop.Offline']]);
+    assert.deepEqual(record.opened[0].recovery, [
+      { topic: 'shop.Order', recovered: true, missed: null },
+      { topic: 'shop.Item', recovered: true, missed: null },
+    ]);
+    assert.equal(record.opened[0].resumed, true);
+    assert.deepEqual(record.opened[0].recovered, { 'shop.Order': true, 'shop.Item': true });
+    assert.deepEqual(session.subscriptions().map((sub) => [sub.topic, sub.subscriptionId]),
+      [['shop.Order', 501], ['shop.Item', 502], ['shop.Offline', null]]);
+    for (const offset of [42, 43, 44]) {
+      session.receive(positioned(501, 100 + offset, 'e1', offset));
+    }
+    session.receive(positioned(502, 200, 'e1', 4));
+    assert.deepEqual(seen['shop.Order'], [[40, 10], [41, 10], [42, 501], [43, 501], [44, 501]]);
+    assert.deepEqual(seen['shop.Item'], [[3, 20], [4, 502]]);
+    session.receive([33, 1, 503]);
+    assert.deepEqual(record.errors, []);
+  });
+
+  test('a restored subscription nobody wants any more is unsubscribed', () => {
+    /** Handlers removed while offline: the router's restored subscription is ended. */
+    const { session, record } = droppedSession({ 'shop.Order': [1] });
+    session.removeHandler('shop.Order', null);
+    session.open({ realm: 'r', resume: true });
+    record.take();
+    session.receive([2, 2, {
+      resume_token: 'rt-1', resumed: true,
+      subscriptions: [{ topic: 'shop.Order', match: 'exact', subscription: 501 }],
+      recovered: { 'shop.Order': true }, recovery_errors: {},
+    }]);
+    assert.deepEqual(record.take(), [[34, 1, 501]]);
+    assert.deepEqual(record.opened[0].recovery, [], 'no notice for an unwanted topic');
+    session.receive([35, 1]);
+    assert.deepEqual(record.errors, []);
+    assert.deepEqual(session.subscriptions(), []);
+  });
+
+  test('resumed: false subscribes everything again and reports each presented topic as not recovered', () => {
+    /** An unknown or expired token gives a fresh session; the page hears why per topic. */
+    const { session, record } = droppedSession({ 'shop.Order': [5], 'shop.Item': [] });
+    session.open({ realm: 'r', resume: true });
+    record.take();
+    session.receive([2, 2, { resume_token: 'rt-2', resumed: false, resume_error: 'unknown or expired resume token' }]);
+    assert.deepEqual(record.take(), [[32, 1, {}, 'shop.Order'], [32, 2, {}, 'shop.Item']]);
+    assert.equal(record.opened[0].resumed, false);
+    assert.deepEqual(record.opened[0].recovered, {});
+    assert.deepEqual(record.opened[0].recovery, [
+      { topic: 'shop.Order', recovered: false, reason: 'unknown or expired resume token' },
+    ]);
+    assert.equal(session.resumeToken, 'rt-2');
+    assert.deepEqual(session.resumeOffsets(), {}, 'a position from before the gap is not presented again');
+  });
+
+  test('recovered: false per topic is reported with its reason and drops the position', () => {
+    /** recovery_errors give the reason; a presented topic the router did not restore is not recovered either. */
+    const { session, record } = droppedSession({ 'shop.Order': [5], 'shop.Item': [6], 'shop.Gone': [7] });
+    session.open({ realm: 'r', resume: true });
+    record.take();
+    session.receive([2, 2, {
+      resume_token: 'rt-1', resumed: true,
+      subscriptions: [
+        { topic: 'shop.Order', match: 'exact', subscription: 501 },
+        { topic: 'shop.Item', match: 'exact', subscription: 502 },
+      ],
+      recovered: { 'shop.Order': false, 'shop.Item': true },
+      recovery_errors: { 'shop.Order': 'history trimmed' },
+    }]);
+    assert.deepEqual(record.take(), [[32, 1, {}, 'shop.Gone']]);
+    assert.deepEqual(record.opened[0].recovery, [
+      { topic: 'shop.Order', recovered: false, reason: 'history trimmed' },
+      { topic: 'shop.Item', recovered: true, missed: null },
+      { topic: 'shop.Gone', recovered: false, reason: 'subscription not restored' },
+    ]);
+    assert.deepEqual(session.resumeOffsets(), { 'shop.Item': ['e1', 6] });
+  });
+
+  test('an event at or before the last position seen is dropped', () => {
+    /** Same epoch: offsets must grow; a new epoch starts over; events without a position always pass. */
+    const { session } = establishedSession();
+    const seen = [];
+    session.addHandler('a.b', null, (event, info) => seen.push(info.details.offset === undefined ? 'none' : info.details.epoch + info.details.offset));
+    session.receive([33, 1, 5]);
+    for (const [epoch, offset] of [['e1', 1], ['e1', 2], ['e1', 2], ['e1', 1], ['e1', 3], ['e2', 1], ['e2', 1]]) {
+      session.receive(positioned(5, offset, epoch, offset));
+    }
+    session.receive([36, 5, 99, {}, [{ name: 'a.b', meta: {}, data: {} }]]);
+    session.receive([36, 5, 99, {}, [{ name: 'a.b', meta: {}, data: {} }]]);
+    assert.deepEqual(seen, ['e11', 'e12', 'e13', 'e21', 'none', 'none']);
+    assert.deepEqual(session.resumeOffsets(), { 'a.b': ['e2', 1] });
+  });
+
+  test('prefix subscriptions track positions per concrete topic', () => {
+    /** Offsets are per topic stream: shop.Order 3 and shop.Item 1 both pass; pattern topics stay out of HELLO. */
+    const { session } = establishedSession();
+    const prefix = [];
+    const exact = [];
+    session.addHandler('shop', { match: 'prefix' }, (event, info) => prefix.push(info.topic + '@' + info.details.offset));
+    session.addHandler('shop.Order', null, (event, info) => exact.push(info.topic + '@' + info.details.offset));
+    session.receive([33, 1, 7]);
+    session.receive([33, 2, 8]);
+    session.receive(positioned(7, 1, 'e1', 3, { topic: 'shop.Order' }));
+    session.receive(positioned(8, 1, 'e1', 3)); // the same publication, on the exact subscription
+    session.receive(positioned(7, 2, 'e1', 1, { topic: 'shop.Item' }));
+    session.receive(positioned(7, 1, 'e1', 3, { topic: 'shop.Order' })); // a repeat
+    session.receive(positioned(7, 3, 'e1', 2, { topic: 'shop.Item' }));
+    assert.deepEqual(prefix, ['shop.Order@3', 'shop.Item@1', 'shop.Item@2']);
+    assert.deepEqual(exact, ['shop.Order@3']);
+    assert.deepEqual(session.resumeOffsets(), { 'shop.Order': ['e1', 3] });
+  });
+
+  test('a restored prefix subscription is bound by topic and match', () => {
+    /** {topic, match: "prefix"} binds the local prefix handlers, not the exact ones. */
+    const pair = makeSession();
+    const got = [];
+    pair.session.addHandler('shop', { match: 'prefix' }, (event, info) => got.push(info.topic));
+    pair.session.addHandler('shop', null, () => {});
+    pair.session.open({ realm: 'r' });
+    pair.session.receive([2, 1, { resume_token: 'rt' }]);
+    pair.session.receive([33, 1, 1]);
+    pair.session.receive([33, 2, 2]);
+    pair.session.transportClosed({});
+    pair.record.take();
+    pair.session.open({ realm: 'r', resume: true });
+    pair.record.take();
+    pair.session.receive([2, 2, {
+      resume_token: 'rt', resumed: true,
+      subscriptions: [{ topic: 'shop', match: 'prefix', subscription: 9 }],
+      recovered: { shop: false }, recovery_errors: { shop: 'pattern subscriptions have no stream position' },
+    }]);
+    assert.deepEqual(pair.record.take(), [[32, 1, {}, 'shop']]);
+    pair.session.receive([36, 9, 1, { topic: 'shop.X', epoch: 'e', offset: 1 }, [{}]]);
+    assert.deepEqual(got, ['shop.X']);
+    assert.deepEqual(pair.record.opened[1].recovery,
+      [{ topic: 'shop', recovered: false, reason: 'pattern subscriptions have no stream position' }]);
+  });
+
+  test('a malformed restored subscription is reported and that handler subscribes normally', () => {
+    /** Bad entries in WELCOME.Details.subscriptions are protocol errors, not crashes. */
+    const { session, record } = droppedSession({ 'shop.Order': [1] });
+    session.open({ realm: 'r', resume: true });
+    record.take();
+    session.receive([2, 2, { resume_token: 'rt-1', resumed: true, subscriptions: [{ topic: 'shop.Order', subscription: 'x' }], recovered: {} }]);
+    assert.match(record.errors[0].message, /invalid restored subscription/);
+    assert.deepEqual(record.take(), [[32, 1, {}, 'shop.Order']]);
   });
 });
 
