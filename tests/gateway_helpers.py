@@ -288,7 +288,8 @@ def start_gateway(
     proc = subprocess.Popen(
         _command(args, flag_secret, port),
         cwd=REPO_ROOT,
-        env=clean_environ(env),
+        # Each test gateway keeps its history to itself unless a test chooses a store.
+        env=clean_environ({"TELEGRAPHY_STORE": "memory://", **(env or {})}),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=stderr_file,

@@ -123,6 +123,7 @@ async def serve(config: Config, *, on_listening: Callable[[str], None] | None = 
     config = config.with_secret()
     metrics = Metrics()
     gateway = Gateway(config, metrics)
+    await gateway.start()
     app = make_app(gateway)
     server = tornado.httpserver.HTTPServer(
         app,

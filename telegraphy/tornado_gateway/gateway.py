@@ -21,12 +21,18 @@ from telegraphy.websocket import CLOSE_GOING_AWAY, CLOSE_POLICY
 from .websocket import WampWebSocketProtocol, WebSocketUpgradeHandler
 
 if TYPE_CHECKING:
+    from telegraphy.store import Store
+
     from .config import Config
     from .metrics import Metrics
+    from .persistence import Persistence
 
 __all__ = ["Gateway"]
 
 logger = logging.getLogger("telegraphy.gateway")
+
+#: Seconds between history trims (retention by age and size).
+TRIM_INTERVAL = 60.0
 
 #: How long shutdown waits for peers to answer GOODBYE before closing them.
 SHUTDOWN_GRACE = 2.0
@@ -51,6 +57,9 @@ class Gateway:
         self.router = Router(authenticator, (config.realm,), stats=metrics, on_output=self._schedule_flush)
         self._loop = asyncio.get_event_loop()
         self._flush_scheduled = False
+        self.store: Store | None = None
+        self.persistence: Persistence | None = None
+        self._trimmer: tornado.ioloop.PeriodicCallback | None = None
         # One ping loop for all connections rather than a timer each.
         self._pinger: tornado.ioloop.PeriodicCallback | None = None
         if config.ping_interval:
@@ -106,12 +115,51 @@ class Gateway:
         """Return the current connection, session, subscription and registration counts."""
         return {"connections": len(self.connections), **self.router.counts()}
 
+    # Persistence -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store (``config.store``) and hook persistence into the router.
+
+        Raises:
+            StoreError: when the store cannot be opened.
+        """
+        if self.config.store.lower() == "none":
+            logger.warning("no store: events carry no offsets and sessions cannot be resumed")
+            return
+        from telegraphy.store import open_store
+
+        from .persistence import Persistence
+
+        self.store = open_store(
+            self.config.store, max_events=self.config.history_max_events, max_age=self.config.history_max_age
+        )
+        await self.store.open()
+        self.persistence = Persistence(self.router, self.store, session_ttl=self.config.session_ttl)
+        self._trimmer = tornado.ioloop.PeriodicCallback(self._trim, TRIM_INTERVAL * 1000)
+        self._trimmer.start()
+
+    async def _trim(self) -> None:
+        assert self.store is not None
+        try:
+            removed = await self.store.trim(time.time())
+        except Exception:
+            logger.exception("could not trim the event history")
+        else:
+            if removed:
+                logger.debug("trimmed %d events from the history", removed)
+
     # Publishing --------------------------------------------------------------
 
-    def publish_events(self, events: list[dict[str, Any]]) -> list[str]:
-        """Publish validated events, in order; return their ids (``meta.id``)."""
+    async def publish_events(self, events: list[dict[str, Any]]) -> list[str]:
+        """Publish validated events, in order; return their ids (``meta.id``).
+
+        With a store, returns once the events are stored and delivered.
+        """
         publish = self.router.publish_event
-        return [publish(event) for event in events]
+        ids = [publish(event) for event in events]
+        if self.persistence is not None:
+            await self.persistence.accepted()
+        return ids
 
     # Shutdown ----------------------------------------------------------------
 
@@ -135,3 +183,9 @@ class Gateway:
         for connection in list(self.connections):
             connection.close_connection(CLOSE_GOING_AWAY, "gateway shutting down")
         logger.info("gateway stopped: %d connections closed at shutdown", len(self.connections))
+        if self._trimmer is not None:
+            self._trimmer.stop()
+        if self.persistence is not None:
+            await self.persistence.close()
+        if self.store is not None:
+            await self.store.close()

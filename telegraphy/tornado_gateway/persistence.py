@@ -1,0 +1,300 @@
+"""Persistence of the gateway: ordered event streams, resumable sessions.
+
+:class:`Persistence` connects the sans-I/O router to a
+:class:`telegraphy.store.Store`:
+
+- it is the router's ``sequencer``: every publication is appended to its
+  topic's stream (which gives it an ``(epoch, offset)``) and only then
+  delivered, in the order it was accepted;
+- it answers HELLOs that ask to resume (``on_resume``): it loads the old
+  session from the store, reads what each subscribed topic missed since the
+  client's offsets, and completes the resume;
+- it saves each session's subscriptions (``on_session_change``) so they
+  outlive the connection, for ``--session-ttl`` seconds.
+
+Everything runs in one task, one job after another. A resume reads history
+at a point where no publication of this process can slip between the read and
+the restored subscription, so a client gets each missed event exactly once,
+then the live ones.
+
+If the store fails, events are still delivered live (without a position) and
+the failure is logged: live delivery never waits for a broken store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from telegraphy.wamp import ServerSession, SessionState
+from telegraphy.wamp.router import Publication, Router
+from telegraphy.wamp.session import Resumption
+
+if TYPE_CHECKING:
+    from telegraphy.store import Store
+
+__all__ = ["Persistence"]
+
+logger = logging.getLogger("telegraphy.gateway")
+
+#: Most missed events replayed per topic on resume; more → ``recovered: false``.
+MAX_REPLAY = 1000
+
+
+class _Resume:
+    __slots__ = ("offsets", "session", "token")
+
+    def __init__(self, session: ServerSession, token: str, offsets: dict[str, tuple[str, int]]) -> None:
+        self.session = session
+        self.token = token
+        self.offsets = offsets
+
+
+class Persistence:
+    """Sequencer, resume handler and session saver for one router.
+
+    Args:
+        router: the router to hook into (its hooks are set here).
+        store: an opened store.
+        session_ttl: seconds a session record outlives its connection.
+    """
+
+    def __init__(self, router: Router, store: Store, *, session_ttl: float = 3600.0) -> None:
+        self.router = router
+        self.store = store
+        self.session_ttl = session_ttl
+        self._jobs: collections.deque[Publication | _Resume] = collections.deque()
+        self._saves: dict[str, dict[str, Any] | None] = {}
+        self._records: dict[str, dict[str, Any]] = {}
+        self._wakeup = asyncio.Event()
+        self._accepted = 0
+        self._done = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self.store_errors = 0
+        router.sequencer = self._publication
+        router.on_resume = self._resume
+        router.on_session_change = self._session_changed
+        self._task = asyncio.ensure_future(self._run())
+
+    # Router hooks (synchronous) -------------------------------------------------
+
+    def _publication(self, publication: Publication) -> None:
+        self._jobs.append(publication)
+        self._accepted += 1
+        self._wakeup.set()
+
+    def _resume(self, session: ServerSession, token: str, offsets: dict[str, tuple[str, int]]) -> None:
+        self._jobs.append(_Resume(session, token, offsets))
+        self._accepted += 1
+        self._wakeup.set()
+
+    def _session_changed(self, session: ServerSession) -> None:
+        token = session.resume_token
+        if token is None:
+            return
+        if session.state is SessionState.ESTABLISHED:
+            realm = session.realm
+            assert realm is not None and session.identity is not None
+            subscriptions = []
+            for subscription_id in session.subscriptions:
+                sub = realm.broker.get(subscription_id)
+                if sub is not None:
+                    subscriptions.append({"topic": sub.topic, "match": sub.match})
+            previous = self._records.get(token, {}).get("positions", {})
+            record = {
+                "authid": session.identity.authid,
+                "authrole": session.identity.authrole,
+                "realm": realm.name,
+                "subscriptions": subscriptions,
+                "session": session.id,
+                # Where each exact topic's stream stood when it was subscribed:
+                # a resume without an offset for it replays from there.
+                "positions": {s["topic"]: previous[s["topic"]] for s in subscriptions if s["topic"] in previous},
+            }
+            self._records[token] = record
+            self._saves[token] = record
+        elif session.state is SessionState.CLOSED:
+            # The peer said GOODBYE: it will not resume.
+            self._records.pop(token, None)
+            self._saves[token] = None
+        else:
+            # Connection lost or gateway shutting down: keep it for a resume.
+            record = self._records.pop(token, None)
+            if record is not None:
+                self._saves[token] = record
+        self._wakeup.set()
+
+    # Waiting -------------------------------------------------------------------
+
+    def accepted(self) -> asyncio.Future[None]:
+        """Return a future done when everything accepted so far is stored and delivered."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._done >= self._accepted:
+            future.set_result(None)
+        else:
+            self._waiters.append((self._accepted, future))
+        return future
+
+    async def close(self) -> None:
+        """Finish the queued work, save the sessions, stop."""
+        while self._jobs or self._saves:
+            self._wakeup.set()
+            await asyncio.sleep(0.01)
+        self._task.cancel()
+
+    # The worker ----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            try:
+                await self._save_sessions()
+                while self._jobs:
+                    await self._step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep serving: one failure must not stop delivery
+                logger.exception("persistence worker failed; continuing")
+            waiters, self._waiters = self._waiters, []
+            for target, future in waiters:
+                if target <= self._done:
+                    if not future.done():
+                        future.set_result(None)
+                else:
+                    self._waiters.append((target, future))
+
+    async def _step(self) -> None:
+        jobs = self._jobs
+        if isinstance(jobs[0], _Resume):
+            job = jobs.popleft()
+            assert isinstance(job, _Resume)
+            try:
+                await self._complete_resume(job)
+            finally:
+                self._done += 1
+            return
+        batch: list[Publication] = []
+        while jobs and not isinstance(jobs[0], _Resume):
+            job = jobs.popleft()
+            assert isinstance(job, Publication)
+            batch.append(job)
+        try:
+            items = [(p.topic, _encode(p)) for p in batch]
+            positions = await self.store.append_many(items, time.time())
+        except Exception:
+            self.store_errors += 1
+            logger.exception("could not store %d events; delivering them without positions", len(batch))
+            positions = [None] * len(batch)
+        deliver = self.router.deliver
+        for publication, position in zip(batch, positions):
+            try:
+                deliver(publication, None if position is None else (position.epoch, position.offset))
+            except Exception:
+                logger.exception("could not deliver an event on %r", publication.topic)
+        self._done += len(batch)
+
+    async def _save_sessions(self) -> None:
+        saves, self._saves = self._saves, {}
+        now = time.time()
+        for token, record in saves.items():
+            try:
+                if record is None:
+                    await self.store.delete_session(token)
+                    continue
+                positions = record["positions"]
+                for subscription in record["subscriptions"]:
+                    topic = subscription["topic"]
+                    if subscription["match"] == "exact" and topic not in positions:
+                        # Run before any publication accepted after the
+                        # SUBSCRIBE is stored: this is the position at subscribe time.
+                        position = await self.store.position(topic)
+                        positions[topic] = [position.epoch, position.offset]
+                await self.store.save_session(token, record, self.session_ttl, now)
+            except Exception:
+                self.store_errors += 1
+                logger.exception("could not save a session")
+
+    async def _complete_resume(self, job: _Resume) -> None:
+        session = job.session
+        if session.state is not SessionState.RESUMING:
+            return
+        from telegraphy.store import Position
+
+        await self._save_sessions()
+        try:
+            record = await self.store.load_session(job.token, time.time())
+        except Exception:
+            self.store_errors += 1
+            logger.exception("could not load a session to resume")
+            record = None
+        identity = session.identity
+        realm = session.realm
+        if (
+            record is None
+            or identity is None
+            or realm is None
+            or record.get("authid") != identity.authid
+            or record.get("realm") != realm.name
+        ):
+            session.complete_resume(None)
+            return
+        subscriptions = [(s["topic"], s["match"]) for s in record.get("subscriptions", [])]
+        restored = Resumption(job.token, subscriptions)
+        for topic, match in subscriptions:
+            if match != "exact":
+                restored.errors[topic] = "pattern subscriptions have no stream position"
+                restored.recovered[topic] = False
+                continue
+            since = job.offsets.get(topic) or record.get("positions", {}).get(topic)
+            if since is None:
+                restored.recovered[topic] = False
+                restored.errors[topic] = "no position known for the topic"
+                continue
+            try:
+                history = await self.store.read(topic, Position(since[0], since[1]), MAX_REPLAY + 1)
+            except Exception:
+                self.store_errors += 1
+                logger.exception("could not read history of %r", topic)
+                restored.recovered[topic] = False
+                restored.errors[topic] = "history unavailable"
+                continue
+            if not history.recovered:
+                restored.recovered[topic] = False
+                restored.errors[topic] = history.reason or "history unavailable"
+                continue
+            if len(history.events) > MAX_REPLAY:
+                restored.recovered[topic] = False
+                restored.errors[topic] = f"more than {MAX_REPLAY} missed events"
+                continue
+            restored.recovered[topic] = True
+            epoch = history.position.epoch
+            for stored in history.events:
+                restored.missed.append(_decode(topic, epoch, stored.offset, stored.data))
+        # Still RESUMING? The connection may have gone while we read.
+        session.complete_resume(restored)
+        self._session_changed(session)
+
+
+def _encode(publication: Publication) -> bytes:
+    """The stored form of an event: what a replay needs to rebuild its EVENT."""
+    record = {"p": publication.id, "d": publication.details, "a": publication.args, "k": publication.kwargs}
+    if publication.event:
+        record["e"] = 1
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _decode(
+    topic: str, epoch: str, offset: int, data: bytes
+) -> tuple[str, int, dict[str, Any], list[Any] | None, dict[str, Any] | None]:
+    record = json.loads(data)
+    details = {**record.get("d", {}), "epoch": epoch, "offset": offset}
+    args = record.get("a")
+    if record.get("e") and args and isinstance(args[0], dict) and isinstance(args[0].get("meta"), dict):
+        args[0]["meta"]["epoch"] = epoch
+        args[0]["meta"]["offset"] = offset
+    return topic, record["p"], details, args, record.get("k")
