@@ -13,7 +13,8 @@
 
 ``browser``, ``context``, ``page``
     Headless Chromium (``/usr/bin/chromium``, driven by Playwright's sync
-    API; never a downloaded browser), a fresh context and page per test.
+    API; never a downloaded browser), launched once per test module, and a
+    fresh context and page per test.
     Without Chromium or Playwright the tests are skipped, or fail when
     ``TELEGRAPHY_REQUIRE_BROWSER=1`` (as in CI).
 
@@ -38,14 +39,24 @@ def _browser_unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """Headless Chromium from /usr/bin/chromium, shared by the session."""
+def browser_available() -> None:
+    """Skip (or fail, with TELEGRAPHY_REQUIRE_BROWSER=1) when Chromium or Playwright is missing."""
     if not CHROMIUM.exists():
         _browser_unavailable(f"{CHROMIUM} is missing (apt-get install -y chromium)")
     try:
-        from playwright.sync_api import sync_playwright
+        import playwright.sync_api  # noqa: F401
     except ImportError:
         _browser_unavailable("Playwright for Python is not installed (pip install playwright)")
+
+
+# Module scope, not session: while Playwright's sync API runs, the main thread's
+# asyncio loop counts as running, and asyncio.run() in the test modules that
+# follow would fail.
+@pytest.fixture(scope="module")
+def browser(browser_available: None) -> Iterator[Any]:
+    """Headless Chromium from /usr/bin/chromium, shared by one test module."""
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -76,8 +87,8 @@ def page(context: Any, request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.fixture(scope="session")
-def demo_site(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoSite]:
-    """The demo and its gateway, started once for the session (after the browser, which may skip)."""
+def demo_site(browser_available: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoSite]:
+    """The demo and its gateway, started once for the session (unless the browser tests skip)."""
     site = DemoSite(tmp_path_factory.mktemp("e2e-demo"))
     try:
         site.start_django()
