@@ -83,7 +83,8 @@ def sqlite_path(url: str) -> str:
         return ":memory:"
     if parts.netloc:
         raise StoreConfigError(
-            f"invalid sqlite url {url!r}: no host allowed; use sqlite:///relative/path.db or sqlite:////absolute/path.db"
+            f"invalid sqlite url {url!r}: no host allowed; "
+            "use sqlite:///relative/path.db or sqlite:////absolute/path.db"
         )
     path = unquote(parts.path[1:])  # the first slash separates the (empty) host from the path
     if not path:
