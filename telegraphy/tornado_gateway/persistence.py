@@ -17,6 +17,12 @@ at a point where no publication of this process can slip between the read and
 the restored subscription, so a client gets each missed event exactly once,
 then the live ones.
 
+With several gateway processes, each appends what it accepts to the shared
+store and tells the others over the bus. Every process delivers each topic's
+events in offset order: an event that arrives ahead of its predecessors (the
+bus may reorder or drop) waits while the missing ones are read from the
+store; one that was already delivered is dropped.
+
 If the store fails, events are still delivered live (without a position) and
 the failure is logged: live delivery never waits for a broken store.
 """
@@ -27,6 +33,7 @@ import asyncio
 import collections
 import json
 import logging
+import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +42,7 @@ from telegraphy.wamp.router import Publication, Router
 from telegraphy.wamp.session import Resumption
 
 if TYPE_CHECKING:
+    from telegraphy.bus import Bus
     from telegraphy.store import Store
 
 __all__ = ["Persistence"]
@@ -43,6 +51,15 @@ logger = logging.getLogger("telegraphy.gateway")
 
 #: Most missed events replayed per topic on resume; more → ``recovered: false``.
 MAX_REPLAY = 1000
+
+
+class _Remote:
+    """Events another gateway process stored and announced on the bus."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[list[Any]]) -> None:
+        self.items = items
 
 
 class _Resume:
@@ -60,14 +77,19 @@ class Persistence:
     Args:
         router: the router to hook into (its hooks are set here).
         store: an opened store.
+        bus: an opened bus to the other gateway processes, if any.
         session_ttl: seconds a session record outlives its connection.
     """
 
-    def __init__(self, router: Router, store: Store, *, session_ttl: float = 3600.0) -> None:
+    def __init__(self, router: Router, store: Store, *, bus: Bus | None = None, session_ttl: float = 3600.0) -> None:
         self.router = router
         self.store = store
+        self.bus = bus
+        self.node = secrets.token_hex(8)
         self.session_ttl = session_ttl
-        self._jobs: collections.deque[Publication | _Resume] = collections.deque()
+        self._jobs: collections.deque[Publication | _Resume | _Remote] = collections.deque()
+        #: Per topic: (epoch, the next offset to deliver).
+        self._next: dict[str, tuple[str, int]] = {}
         self._saves: dict[str, dict[str, Any] | None] = {}
         self._records: dict[str, dict[str, Any]] = {}
         self._wakeup = asyncio.Event()
@@ -85,6 +107,18 @@ class Persistence:
     def _publication(self, publication: Publication) -> None:
         self._jobs.append(publication)
         self._accepted += 1
+        self._wakeup.set()
+
+    def bus_message(self, data: bytes) -> None:
+        """Take a message from the bus (events stored by another gateway process)."""
+        try:
+            message = json.loads(data)
+        except ValueError:
+            logger.warning("ignoring a malformed bus message")
+            return
+        if not isinstance(message, dict) or message.get("n") == self.node or not isinstance(message.get("v"), list):
+            return
+        self._jobs.append(_Remote(message["v"]))
         self._wakeup.set()
 
     def _resume(self, session: ServerSession, token: str, offsets: dict[str, tuple[str, int]]) -> None:
@@ -170,33 +204,97 @@ class Persistence:
 
     async def _step(self) -> None:
         jobs = self._jobs
-        if isinstance(jobs[0], _Resume):
-            job = jobs.popleft()
-            assert isinstance(job, _Resume)
+        job = jobs[0]
+        if isinstance(job, _Resume):
+            jobs.popleft()
             try:
                 await self._complete_resume(job)
             finally:
                 self._done += 1
             return
+        if isinstance(job, _Remote):
+            jobs.popleft()
+            for realm, topic, epoch, offset, data in job.items:
+                publication = _publication(self.router, realm, topic, data.encode("utf-8"))
+                if publication is not None:
+                    await self._gate(publication, epoch, offset)
+            return
         batch: list[Publication] = []
-        while jobs and not isinstance(jobs[0], _Resume):
-            job = jobs.popleft()
-            assert isinstance(job, Publication)
-            batch.append(job)
+        while jobs and isinstance(jobs[0], Publication):
+            publication = jobs.popleft()
+            assert isinstance(publication, Publication)
+            batch.append(publication)
         try:
-            items = [(p.topic, _encode(p)) for p in batch]
-            positions = await self.store.append_many(items, time.time())
+            encoded = [_encode(p) for p in batch]
+            positions = await self.store.append_many([(p.topic, data) for p, data in zip(batch, encoded)], time.time())
         except Exception:
             self.store_errors += 1
             logger.exception("could not store %d events; delivering them without positions", len(batch))
-            positions = [None] * len(batch)
-        deliver = self.router.deliver
+            for publication in batch:
+                self._deliver(publication, None)
+            self._done += len(batch)
+            return
         for publication, position in zip(batch, positions):
-            try:
-                deliver(publication, None if position is None else (position.epoch, position.offset))
-            except Exception:
-                logger.exception("could not deliver an event on %r", publication.topic)
+            await self._gate(publication, position.epoch, position.offset)
         self._done += len(batch)
+        if self.bus is not None:
+            items = [
+                [p.realm.name, p.topic, position.epoch, position.offset, data.decode("utf-8")]
+                for p, position, data in zip(batch, positions, encoded)
+            ]
+            try:
+                await self.bus.publish(json.dumps({"n": self.node, "v": items}, separators=(",", ":")).encode("utf-8"))
+            except Exception:
+                logger.exception("could not announce %d events on the bus", len(batch))
+
+    def _deliver(self, publication: Publication, position: tuple[str, int] | None) -> None:
+        try:
+            self.router.deliver(publication, position)
+        except Exception:
+            logger.exception("could not deliver an event on %r", publication.topic)
+
+    async def _gate(self, publication: Publication, epoch: str, offset: int) -> None:
+        """Deliver ``publication`` at (epoch, offset) in stream order, exactly once."""
+        topic = publication.topic
+        expected = self._next.get(topic)
+        if expected is not None and expected[0] == epoch:
+            if offset < expected[1]:
+                return  # delivered already (a late or repeated bus message)
+            if offset > expected[1]:
+                await self._fill(publication.realm.name, topic, epoch, expected[1] - 1, offset - 1)
+        self._deliver(publication, (epoch, offset))
+        self._next[topic] = (epoch, offset + 1)
+
+    async def _fill(self, realm: str, topic: str, epoch: str, after: int, upto: int) -> None:
+        """Deliver the events of ``topic`` with offsets in (after, upto], read from the store."""
+        from telegraphy.store import Position
+
+        try:
+            history = await self.store.read(topic, Position(epoch, after), upto - after)
+        except Exception:
+            self.store_errors += 1
+            logger.exception("could not read the events %d..%d of %r to fill a gap", after + 1, upto, topic)
+            return
+        if not history.recovered:
+            logger.warning("events %d..%d of %r are lost: %s", after + 1, upto, topic, history.reason)
+            return
+        for stored in history.events:
+            if stored.offset > upto:
+                break
+            publication = _publication(self.router, realm, topic, stored.data)
+            if publication is not None:
+                self._deliver(publication, (epoch, stored.offset))
+                self._next[topic] = (epoch, stored.offset + 1)
+
+    async def _catch_up(self, realm: str, topic: str) -> int | None:
+        """Deliver whatever the store has for ``topic`` beyond what this process delivered; return the stream's offset."""
+        position = await self.store.position(topic)
+        expected = self._next.get(topic)
+        if expected is not None and expected[0] == position.epoch and expected[1] <= position.offset:
+            await self._fill(realm, topic, position.epoch, expected[1] - 1, position.offset)
+        elif expected is None or expected[0] != position.epoch:
+            self._next[topic] = (position.epoch, position.offset + 1)
+        return position.offset
 
     async def _save_sessions(self) -> None:
         saves, self._saves = self._saves, {}
@@ -256,6 +354,10 @@ class Persistence:
                 restored.errors[topic] = "no position known for the topic"
                 continue
             try:
+                # Everything stored so far reaches this process's subscribers
+                # first; the replay then stops at the same point, so an event
+                # can't come both replayed and live.
+                upto = await self._catch_up(realm.name, topic)
                 history = await self.store.read(topic, Position(since[0], since[1]), MAX_REPLAY + 1)
             except Exception:
                 self.store_errors += 1
@@ -274,6 +376,8 @@ class Persistence:
             restored.recovered[topic] = True
             epoch = history.position.epoch
             for stored in history.events:
+                if upto is not None and stored.offset > upto:
+                    break
                 restored.missed.append(_decode(topic, epoch, stored.offset, stored.data))
         # Still RESUMING? The connection may have gone while we read.
         session.complete_resume(restored)
@@ -286,6 +390,15 @@ def _encode(publication: Publication) -> bytes:
     if publication.event:
         record["e"] = 1
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _publication(router: Router, realm_name: str, topic: str, data: bytes) -> Publication | None:
+    """Rebuild a publication from its stored form (for events of other processes)."""
+    realm = router.realms.get(realm_name)
+    if realm is None:
+        return None
+    record = json.loads(data)
+    return Publication(realm, topic, record["p"], record.get("a"), record.get("k"), record.get("d", {}), event=bool(record.get("e")))
 
 
 def _decode(
