@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 __all__ = ["Bus", "BusError", "LocalBus", "open_bus"]
 
@@ -40,13 +40,20 @@ class LocalBus:
         return None
 
 
-def open_bus(url: str, *, channel: str = "telegraphy:events") -> Bus:
+def open_bus(url: str) -> Bus:
     """Return the bus for ``url``: ``local://`` or ``redis://host:port/db`` (``rediss://`` for TLS).
+
+    The Redis pub/sub channel is ``telegraphy:events`` unless the URL says
+    otherwise (``redis://host:6379/0?channel=myapp``): gateways that should
+    act as one share a channel, and separate deployments on one Redis don't.
 
     Raises:
         BusError: for an unknown scheme, or when the Redis client is not installed.
     """
-    scheme = urlsplit(url).scheme.lower()
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    query = parse_qs(parts.query)
+    channel = query.pop("channel", ["telegraphy:events"])[-1]
     if scheme == "local":
         return LocalBus()
     if scheme in ("redis", "rediss"):
@@ -54,5 +61,6 @@ def open_bus(url: str, *, channel: str = "telegraphy:events") -> Bus:
             from .redis import RedisBus
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise BusError("the redis bus needs the redis package: pip install 'telegraphy[redis]'") from exc
-        return RedisBus(url, channel=channel)
+        rest = "&".join(f"{k}={v}" for k, values in query.items() for v in values)
+        return RedisBus(urlunsplit(parts._replace(query=rest)), channel=channel)
     raise BusError(f"unknown bus {url!r}: use local:// or redis://HOST:PORT/DB")

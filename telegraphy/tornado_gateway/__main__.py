@@ -41,8 +41,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"telegraphy-gateway: error: {exc}", file=sys.stderr)
         return 2
+    from telegraphy.bus import BusError
+    from telegraphy.store import StoreError
+
     try:
         asyncio.run(serve(config))
+    except (StoreError, BusError) as exc:
+        print(f"telegraphy-gateway: error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         # bind_sockets: address in use, no such interface, permission denied.
         print(f"telegraphy-gateway: error: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)

@@ -87,6 +87,8 @@ class Config:
         store: where sessions, subscriptions and event history persist
             (``sqlite:///path``, ``memory://``, ``redis://…``, ``mongodb://…``),
             or ``none`` for no persistence (no offsets, no resume).
+        bus: how gateway processes that act as one tell each other about
+            events: ``local://`` (one process) or ``redis://HOST:PORT/DB``.
         session_ttl: seconds a disconnected session can still be resumed.
         history_max_events: events kept per topic for recovery.
         history_max_age: seconds events are kept for recovery.
@@ -110,6 +112,7 @@ class Config:
     outgoing_buffer: int = 4 * MIB
     ping_interval: float = 25.0
     store: str = DEFAULT_STORE
+    bus: str = "local://"
     session_ttl: float = 3600.0
     history_max_events: int = 10_000
     history_max_age: float = 86_400.0
@@ -169,6 +172,7 @@ class Config:
             outgoing_buffer=args.outgoing_buffer,
             ping_interval=args.ping_interval,
             store=args.store,
+            bus=args.bus,
             session_ttl=args.session_ttl,
             history_max_events=args.history_max_events,
             history_max_age=args.history_max_age,
@@ -529,6 +533,16 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         _non_empty,
         "where sessions, subscriptions and event history persist: sqlite:///PATH, memory://, redis://HOST:PORT/DB, "
         "mongodb://HOST/DB, or none (no persistence: no offsets, no resume)",
+        metavar="URL",
+    )
+    add(
+        "--bus",
+        ["TELEGRAPHY_BUS"],
+        "local://",
+        "local://",
+        _non_empty,
+        "how several gateway processes act as one: local:// (a single process) or redis://HOST:PORT/DB "
+        "(Redis pub/sub; add ?channel=NAME to keep deployments apart); needs a shared store",
         metavar="URL",
     )
     add(

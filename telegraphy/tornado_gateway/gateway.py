@@ -21,6 +21,7 @@ from telegraphy.websocket import CLOSE_GOING_AWAY, CLOSE_POLICY
 from .websocket import WampWebSocketProtocol, WebSocketUpgradeHandler
 
 if TYPE_CHECKING:
+    from telegraphy.bus import Bus
     from telegraphy.store import Store
 
     from .config import Config
@@ -59,6 +60,7 @@ class Gateway:
         self._flush_scheduled = False
         self.store: Store | None = None
         self.persistence: Persistence | None = None
+        self.bus: Bus | None = None
         self._trimmer: tornado.ioloop.PeriodicCallback | None = None
         # One ping loop for all connections rather than a timer each.
         self._pinger: tornado.ioloop.PeriodicCallback | None = None
@@ -135,6 +137,14 @@ class Gateway:
         )
         await self.store.open()
         self.persistence = Persistence(self.router, self.store, session_ttl=self.config.session_ttl)
+        if not self.config.bus.lower().startswith("local"):
+            from telegraphy.bus import BusError, open_bus
+
+            if self.config.store.lower().startswith("memory"):
+                raise BusError("a bus needs a store shared by every gateway process (sqlite, redis or mongodb), not memory://")
+            self.bus = open_bus(self.config.bus)
+            await self.bus.open(self.persistence.bus_message)
+            self.persistence.bus = self.bus
         self._trimmer = tornado.ioloop.PeriodicCallback(self._trim, TRIM_INTERVAL * 1000)
         self._trimmer.start()
 
@@ -187,5 +197,7 @@ class Gateway:
             self._trimmer.stop()
         if self.persistence is not None:
             await self.persistence.close()
+        if self.bus is not None:
+            await self.bus.close()
         if self.store is not None:
             await self.store.close()

@@ -1,0 +1,120 @@
+"""Several gateway processes acting as one: a Redis bus, a shared store, resume on another node."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gateway_helpers import GatewayCrashed, GatewayProcess
+from test_session_resume import TOPIC, Client, numbers, publish
+
+REDIS = ("127.0.0.1", 6379)
+
+
+def redis_reachable() -> bool:
+    try:
+        with socket.create_connection(REDIS, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+pytestmark = pytest.mark.skipif(not redis_reachable(), reason="no Redis server on 127.0.0.1:6379 for the bus")
+
+
+@pytest.fixture
+def cluster(gateway_process: Callable[..., GatewayProcess], tmp_path: Path) -> Callable[[], GatewayProcess]:
+    """Start gateway nodes sharing one SQLite store and one Redis bus channel of their own."""
+    env = {
+        "TELEGRAPHY_STORE": f"sqlite:///{tmp_path / 'shared.sqlite3'}",
+        "TELEGRAPHY_BUS": f"redis://127.0.0.1:6379/0?channel=telegraphy-test-{secrets.token_hex(6)}",
+    }
+    secret = secrets.token_urlsafe(32)
+    return lambda: gateway_process(env=env, secret=secret)
+
+
+def run(coroutine: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coroutine, 60))
+
+
+def test_events_published_to_either_node_reach_subscribers_on_both_once(cluster: Callable[[], GatewayProcess]) -> None:
+    """Subscribers on two nodes each get every event exactly once, in one order, whichever node took the POST."""
+    a, b = cluster(), cluster()
+
+    async def scenario() -> None:
+        on_a = await Client.open(a)
+        await on_a.hello()
+        await on_a.subscribe()
+        on_b = await Client.open(b)
+        await on_b.hello()
+        await on_b.subscribe()
+        for n in range(1, 11):
+            publish(a if n % 2 else b, n)
+        got_a = await on_a.events(10)
+        got_b = await on_b.events(10)
+        assert numbers(got_a) == numbers(got_b) == list(range(1, 11))
+        offsets = [e[3]["offset"] for e in got_a]
+        assert offsets == sorted(offsets) and len(set(offsets)) == 10
+        assert offsets == [e[3]["offset"] for e in got_b]
+        # Nothing else arrives: a sentinel published now is the very next event.
+        publish(a, 99)
+        assert numbers(await on_a.events(1)) == [99]
+        assert numbers(await on_b.events(1)) == [99]
+        on_a.close()
+        on_b.close()
+
+    run(scenario())
+
+
+def test_clients_of_a_killed_node_resume_on_the_survivor_with_every_event_once(cluster: Callable[[], GatewayProcess]) -> None:
+    """kill -9 one node while events keep coming: its client resumes on the other node and ends with each event once, in order."""
+    a, b = cluster(), cluster()
+    total = 60
+    published: list[int] = []
+    errors: list[BaseException] = []
+
+    def publisher() -> None:
+        # Publishes through the surviving node only, so that no accepted event is lost with the killed one.
+        try:
+            for n in range(1, total + 1):
+                publish(b, n)
+                published.append(n)
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+
+    async def scenario() -> None:
+        client = await Client.open(a)
+        token = (await client.hello())["resume_token"]
+        await client.subscribe()
+        publish(b, 0)
+        seen = await client.events(1)  # the subscription is saved and live
+        thread = threading.Thread(target=publisher)
+        thread.start()
+        while len(published) < total // 3:
+            await asyncio.sleep(0.01)
+        a.kill()
+        try:
+            while True:
+                seen.append(await client.receive())
+        except (AssertionError, asyncio.TimeoutError):
+            pass  # the connection died with the node
+        await asyncio.get_running_loop().run_in_executor(None, thread.join, 30)
+        assert not errors, errors
+        last = seen[-1][3]
+        again = await Client.open(b)
+        welcome = await again.hello(resume_token=token, resume_offsets={TOPIC: [last["epoch"], last["offset"]]})
+        assert welcome["resumed"] is True and welcome["recovered"] == {TOPIC: True}
+        expected_rest = total - (len(seen) - 1)
+        seen += await again.events(expected_rest)
+        assert numbers(seen) == list(range(0, total + 1))
+        again.close()
+
+    run(scenario())
+    with pytest.raises(GatewayCrashed):
+        a.stop()
