@@ -33,12 +33,14 @@ __all__ = ["Broker", "Subscription"]
 class Subscription:
     """One topic + match policy and the sessions subscribed to it."""
 
-    __slots__ = ("codecs", "components", "id", "match", "subscribers", "topic")
+    __slots__ = ("codecs", "components", "created", "id", "match", "subscribers", "topic")
 
-    def __init__(self, subscription_id: int, topic: str, match: str) -> None:
+    def __init__(self, subscription_id: int, topic: str, match: str, created: float | None = None) -> None:
         self.id = subscription_id
         self.topic = topic
         self.match = match
+        #: Unix time the subscription was created, when the caller said.
+        self.created = created
         #: Insertion-ordered set of sessions.
         self.subscribers: dict[ServerSession, None] = {}
         #: How many subscribers use each wire codec.
@@ -95,16 +97,17 @@ class Broker:
     def _table(self, match: str) -> dict[str, Subscription]:
         return self._exact if match == "exact" else self._prefix if match == "prefix" else self._wildcard
 
-    def subscribe(self, session: ServerSession, topic: str, match: str = "exact") -> Subscription:
+    def subscribe(self, session: ServerSession, topic: str, match: str = "exact", now: float | None = None) -> Subscription:
         """Add ``session`` to the subscription for (``topic``, ``match``), creating it if needed.
 
         Subscribing twice is not an error: WAMP §8.1.2 says the Broker answers
-        with the existing subscription's id.
+        with the existing subscription's id. ``now`` becomes the creation time
+        of a new subscription (``wamp.subscription.get`` reports it).
         """
         table = self._table(match)
         sub = table.get(topic)
         if sub is None:
-            sub = Subscription(self._next_id(), topic, match)
+            sub = Subscription(self._next_id(), topic, match, now)
             table[topic] = sub
             self._by_id[sub.id] = sub
         sub.add(session)
@@ -138,6 +141,10 @@ class Broker:
 
     def get(self, subscription_id: int) -> Subscription | None:
         return self._by_id.get(subscription_id)
+
+    def lookup(self, topic: str, match: str = "exact") -> Subscription | None:
+        """Return the subscription for exactly (``topic``, ``match``), if any."""
+        return self._table(match).get(topic)
 
     @property
     def subscriptions(self) -> list[Subscription]:

@@ -5,6 +5,8 @@ callee's YIELD becomes the caller's RESULT and its ERROR the caller's ERROR.
 One callee per procedure (``invoke: single``, the basic profile's only
 policy). When a callee leaves, its pending calls fail with
 ``wamp.error.canceled``; when a caller leaves, results for it are dropped.
+Procedures under ``wamp.`` are the router's own (:mod:`.meta`): answered at
+once, never forwarded.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import meta
 from .errors import ApplicationError, uris
 from .messages import Call, Error, Invocation, Result, Yield
 
@@ -90,11 +93,17 @@ class Dealer:
         return registration
 
     def call(self, caller: ServerSession, call: Call) -> None:
-        """Route a CALL to its callee as an INVOCATION.
+        """Route a CALL to its callee as an INVOCATION, or answer a meta procedure.
 
         Raises:
-            ApplicationError: ``no_such_procedure`` (WAMP §9.2.5).
+            ApplicationError: ``no_such_procedure`` (WAMP §9.2.5); for a
+                meta procedure, its own errors.
         """
+        if call.procedure.startswith("wamp."):
+            # WAMP §7.1.2: "wamp." URIs belong to the router, no peer can
+            # register one (Router.authorize), so no callee is looked up.
+            caller.send(meta.answer(caller, call))
+            return
         registration = self._by_procedure.get(call.procedure)
         if registration is None:
             raise ApplicationError(uris.NO_SUCH_PROCEDURE, f"no callee registered for procedure {call.procedure!r}")

@@ -41,6 +41,7 @@ class uris:  # noqa: N801 - a namespace of constants
     INVALID_ARGUMENT = "wamp.error.invalid_argument"
     NO_SUCH_REALM = "wamp.error.no_such_realm"
     NO_SUCH_PROCEDURE = "wamp.error.no_such_procedure"
+    NO_SUCH_SESSION = "wamp.error.no_such_session"
     NO_SUCH_SUBSCRIPTION = "wamp.error.no_such_subscription"
     NO_SUCH_REGISTRATION = "wamp.error.no_such_registration"
     PROCEDURE_ALREADY_EXISTS = "wamp.error.procedure_already_exists"

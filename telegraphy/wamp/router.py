@@ -17,9 +17,11 @@ import random
 import secrets
 import uuid
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
+from . import meta
 from .auth import Authenticator, Identity
 from .broker import Broker
 from .dealer import Dealer
@@ -37,6 +39,8 @@ DEFAULT_REALM = "telegraphy"
 #: are the router's own (WAMP §7.1.2) and never published or registered by peers.
 ACTIONS = frozenset({"subscribe", "publish", "call", "register"})
 ANONYMOUS_ACTIONS = frozenset({"subscribe", "call"})
+#: The roles that may call the meta procedures (``wamp.session.list``, …).
+META_ROLES = frozenset({"admin"})
 
 
 class RouterStats:
@@ -98,6 +102,8 @@ class Router:
             send and no other session had any; the transport layer then calls
             :meth:`take_dirty` and writes.
         anonymous_actions: what anonymous sessions may do.
+        meta_roles: the authroles that may call the meta procedures of
+            :mod:`.meta` (kept as the ``meta_roles`` attribute).
 
     Persistence hooks (all optional; set them as attributes):
         sequencer: called with each :class:`Publication` instead of
@@ -130,6 +136,7 @@ class Router:
         stats: Any = None,
         on_output: Callable[[], None] | None = None,
         anonymous_actions: frozenset[str] = ANONYMOUS_ACTIONS,
+        meta_roles: AbstractSet[str] = META_ROLES,
     ) -> None:
         self.authenticator = authenticator
         self.realms: dict[str, Realm] = {name: Realm(name, self._next_router_id) for name in realms}
@@ -139,6 +146,7 @@ class Router:
         self.stats = stats if stats is not None else RouterStats()
         self.on_output = on_output
         self.anonymous_actions = anonymous_actions
+        self.meta_roles = meta_roles
         self._dirty: list[ServerSession] = []
         self._router_id = 0
         self._random = random.SystemRandom()
@@ -206,6 +214,8 @@ class Router:
         allowed = self.anonymous_actions if identity.anonymous else ACTIONS
         if action not in allowed:
             raise ApplicationError(uris.NOT_AUTHORIZED, f"{identity.authrole} sessions may not {action} {uri!r}")
+        if action == "call" and uri in meta.PROCEDURES and identity.authrole not in self.meta_roles:
+            raise ApplicationError(uris.NOT_AUTHORIZED, f"{identity.authrole} sessions may not call {uri!r}")
 
     # Publishing ----------------------------------------------------------------
 

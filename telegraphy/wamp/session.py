@@ -106,6 +106,7 @@ class ServerSession:
         "_challenge",
         "_hello",
         "_next_request",
+        "_now",
         "_out",
         "_router",
         "close_request",
@@ -138,6 +139,8 @@ class ServerSession:
         self._challenge: PendingChallenge | None = None
         self._hello: Hello | None = None
         self._next_request = 0
+        #: The time given with the message being handled (or the last one).
+        self._now: float | None = None
         #: The token a reconnecting client presents to resume this session.
         self.resume_token: str | None = None
 
@@ -186,6 +189,7 @@ class ServerSession:
         if self.state is SessionState.FAILED:
             return
         self._router.stats.messages_received += 1
+        self._now = now
         try:
             message = parse(self.codec.decode(data))
             self._dispatch(message, now)
@@ -293,7 +297,7 @@ class ServerSession:
         listed: list[dict[str, Any]] = []
         exact: dict[str, int] = {}
         for topic, match in restored.subscriptions:
-            sub = broker.subscribe(self, topic, match)
+            sub = broker.subscribe(self, topic, match, self._now)
             self.subscriptions.add(sub.id)
             listed.append({"topic": topic, "match": match, "subscription": sub.id})
             if match == "exact":
@@ -410,7 +414,7 @@ class ServerSession:
         except ApplicationError as exc:
             self._request_error(message, message.request, exc)
             return
-        sub = self.realm.broker.subscribe(self, message.topic, message.options.get("match", "exact"))
+        sub = self.realm.broker.subscribe(self, message.topic, message.options.get("match", "exact"), self._now)
         self.subscriptions.add(sub.id)
         self.send(Subscribed(message.request, sub.id))
         self._router.session_changed(self)
