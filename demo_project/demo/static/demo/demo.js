@@ -1,7 +1,7 @@
 /*
  * The demo pages' script: connection status, the live item list, the tracker.
  *
- * Uses the public Telegraphy client API only: Telegraphy.on('connect'|'disconnect'),
+ * Uses the public Telegraphy client API only: Telegraphy.on('connect'|'disconnect'|'recovery'),
  * Telegraphy.register(topic, fn) and Telegraphy.subscribe(topic).onCreate(...).
  * Text from events is always inserted with textContent, never as HTML.
  */
@@ -22,6 +22,16 @@
     setStatus(window.Telegraphy.state === 'connected' ? 'connected' : 'disconnected');
     window.Telegraphy.on('connect', function () { setStatus('connected'); });
     window.Telegraphy.on('disconnect', function () { setStatus('disconnected'); });
+    // After a reconnect the gateway replays what was missed; when it cannot
+    // (history trimmed, gateway store reset) the page says so.
+    window.Telegraphy.on('recovery', function (info) {
+      var notice = document.getElementById('telegraphy-recovery');
+      if (notice && !info.recovered) {
+        notice.textContent = 'Some changes to ' + info.topic + ' were missed while disconnected (' +
+          (info.reason || 'unknown reason') + '): reload the page to see them.';
+        notice.hidden = false;
+      }
+    });
   }
 
   // Send a form with fetch(); the list changes when the event arrives. Without a
