@@ -8,7 +8,11 @@ claim, so a token minted for one purpose is refused for any other:
   request from a web app to the gateway's ``/publish`` endpoint;
 - a *connect* token (``aud = "telegraphy:connect"``) is minted by the web app
   when it renders a page and presented by the browser as its WAMP ``ticket``;
-  ``sub`` is the user id (absent for anonymous users), ``authrole`` optional.
+  ``sub`` is the user id (absent for anonymous users), ``authrole`` optional
+  (``authrole="admin"`` lets the session call the WAMP meta procedures);
+- a *manage* token (``aud = "telegraphy:manage"``) authorizes one request to
+  the gateway's management API (``/sessions``, ``/subscriptions``,
+  ``/subscribers``); a publish token is refused there, and the other way round.
 
 Every token must carry ``exp``. Verification never accepts ``alg: none`` or
 any algorithm but HS256.
@@ -33,11 +37,14 @@ import jwt
 __all__ = [
     "ALGORITHM",
     "CONNECT_AUDIENCE",
+    "MANAGE_AUDIENCE",
     "PUBLISH_AUDIENCE",
     "TokenError",
     "mint_connect_token",
+    "mint_manage_token",
     "mint_publish_token",
     "verify_connect_token",
+    "verify_manage_token",
     "verify_publish_token",
     "wampcra_key",
 ]
@@ -45,10 +52,12 @@ __all__ = [
 ALGORITHM = "HS256"
 PUBLISH_AUDIENCE = "telegraphy:publish"
 CONNECT_AUDIENCE = "telegraphy:connect"
+MANAGE_AUDIENCE = "telegraphy:manage"
 
 #: Default lifetimes, in seconds.
 PUBLISH_TOKEN_TTL = 60
 CONNECT_TOKEN_TTL = 300
+MANAGE_TOKEN_TTL = 60
 
 
 class TokenError(Exception):
@@ -115,6 +124,16 @@ def mint_publish_token(secret: str | bytes, ttl: float = PUBLISH_TOKEN_TTL, *, n
 def verify_publish_token(token: str, secret: str | bytes, leeway: float = 5.0) -> dict[str, Any]:
     """Return the claims of a valid publish token, or raise :class:`TokenError`."""
     return _verify(token, secret, PUBLISH_AUDIENCE, leeway)
+
+
+def mint_manage_token(secret: str | bytes, ttl: float = MANAGE_TOKEN_TTL, *, now: float | None = None) -> str:
+    """Return a token authorizing requests to the gateway's management API."""
+    return _mint(secret, MANAGE_AUDIENCE, ttl, {}, now)
+
+
+def verify_manage_token(token: str, secret: str | bytes, leeway: float = 5.0) -> dict[str, Any]:
+    """Return the claims of a valid manage token, or raise :class:`TokenError`."""
+    return _verify(token, secret, MANAGE_AUDIENCE, leeway)
 
 
 def mint_connect_token(

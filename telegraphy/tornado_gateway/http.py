@@ -1,4 +1,4 @@
-"""HTTP handlers of the gateway: ``POST /publish``, ``GET /health``, ``GET /metrics``.
+"""HTTP handlers of the gateway: ``POST /publish``, ``GET /health``, ``GET /metrics``, management.
 
 The handlers are thin: parsing and checking the publish body is done by
 :func:`parse_publish_body`, tokens by :mod:`telegraphy.tokens`, events by
@@ -13,6 +13,12 @@ Publish error codes: ``unauthorized`` (401), ``invalid_json``,
 ``invalid_event``, ``empty_batch``, ``batch_too_large`` (400),
 ``body_too_large`` (413), ``unsupported_media_type`` (415),
 ``method_not_allowed`` (405), ``internal_error`` (500).
+
+Management (``GET /sessions``, ``/subscriptions?user=``, ``/subscribers?topic=``
+and its alias ``/subscriptors``): a manage token is required (``unauthorized``,
+401); a missing query parameter is ``missing_parameter`` (400); a store that
+cannot be read is ``store_unavailable`` (503). The data comes from
+:mod:`.management`.
 """
 
 from __future__ import annotations
@@ -29,11 +35,11 @@ import tornado.web
 
 from telegraphy import __version__
 from telegraphy.event import InvalidEvent, validate_event
-from telegraphy.tokens import TokenError, verify_publish_token
+from telegraphy.tokens import TokenError, verify_manage_token, verify_publish_token
 from telegraphy.tornado_gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import Awaitable, Callable
 
     from telegraphy.tornado_gateway.gateway import Gateway
 
@@ -44,6 +50,9 @@ __all__ = [
     "MetricsHandler",
     "NotFoundHandler",
     "PublishHandler",
+    "SessionsHandler",
+    "SubscribersHandler",
+    "SubscriptionsHandler",
     "parse_publish_body",
 ]
 
@@ -280,6 +289,38 @@ class _GatewayHandler(JsonHandler):
         """Keep the gateway; Tornado calls this with the route's kwargs."""
         self.gateway = gateway
 
+    def authenticate(self, verify: Callable[[str, str, float], dict[str, Any]], kind: str) -> dict[str, Any]:
+        """Check the request's ``Authorization: Bearer <token>`` with ``verify``; return the claims.
+
+        ``kind`` names the token in messages (``publish``, ``manage``).
+
+        Raises:
+            ApiError: ``unauthorized`` (401) with a ``WWW-Authenticate`` challenge.
+        """
+        header = self.request.headers.get("Authorization")
+        # RFC 6750 §3: no error code when no credentials were sent at all.
+        challenge = 'Bearer realm="telegraphy"'
+        if header is None or not header.strip():
+            raise ApiError(401, "unauthorized", f"missing authorization header: send 'Bearer <{kind} token>'", headers={"WWW-Authenticate": challenge})
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "bearer":
+            raise ApiError(
+                401,
+                "unauthorized",
+                f"authorization scheme must be Bearer, got {scheme[:20]!r}",
+                headers={"WWW-Authenticate": challenge},
+            )
+        try:
+            return verify(token.strip(), self.gateway.config.secret or "", self.gateway.config.jwt_leeway)
+        except (TokenError, ValueError) as exc:
+            reason = exc.reason if isinstance(exc, TokenError) else "no secret configured"
+            raise ApiError(
+                401,
+                "unauthorized",
+                reason,
+                headers={"WWW-Authenticate": f'{challenge}, error="invalid_token", error_description="{reason}"'},
+            ) from None
+
 
 @tornado.web.stream_request_body
 class PublishHandler(_GatewayHandler):
@@ -326,7 +367,7 @@ class PublishHandler(_GatewayHandler):
             return
         try:
             self._check_media_type()
-            self._authenticate()
+            self.authenticate(verify_publish_token, "publish")
         except ApiError as exc:
             self._refusal = exc
 
@@ -407,31 +448,6 @@ class PublishHandler(_GatewayHandler):
         if encoding not in ("", "identity"):
             raise ApiError(415, "unsupported_media_type", f"content encoding {encoding!r} is not supported")
 
-    def _authenticate(self) -> None:
-        header = self.request.headers.get("Authorization")
-        # RFC 6750 §3: no error code when no credentials were sent at all.
-        challenge = 'Bearer realm="telegraphy"'
-        if header is None or not header.strip():
-            raise ApiError(401, "unauthorized", "missing authorization header: send 'Bearer <publish token>'", headers={"WWW-Authenticate": challenge})
-        scheme, _, token = header.strip().partition(" ")
-        if scheme.lower() != "bearer":
-            raise ApiError(
-                401,
-                "unauthorized",
-                f"authorization scheme must be Bearer, got {scheme[:20]!r}",
-                headers={"WWW-Authenticate": challenge},
-            )
-        try:
-            verify_publish_token(token.strip(), self.gateway.config.secret or "", self.gateway.config.jwt_leeway)
-        except (TokenError, ValueError) as exc:
-            reason = exc.reason if isinstance(exc, TokenError) else "no secret configured"
-            raise ApiError(
-                401,
-                "unauthorized",
-                reason,
-                headers={"WWW-Authenticate": f'{challenge}, error="invalid_token", error_description="{reason}"'},
-            ) from None
-
 
 class HealthHandler(_GatewayHandler):
     """``GET /health``: liveness, version, uptime and current load."""
@@ -461,3 +477,66 @@ class MetricsHandler(_GatewayHandler):
         self.set_header("Content-Type", METRICS_CONTENT_TYPE)
         self.set_header("Cache-Control", "no-store")
         self.finish(self.gateway.metrics.render(gauges))
+
+
+class _ManagementHandler(_GatewayHandler):
+    """A management endpoint: a manage token is required, GET only.
+
+    Its handlers import :mod:`.management` when called: it pulls in the WAMP
+    core, which this module (and the config tests) otherwise do not need.
+    """
+
+    def prepare(self) -> None:
+        """Refuse the request unless it carries a valid manage token."""
+        self.authenticate(verify_manage_token, "manage")
+
+    def required_argument(self, name: str) -> str:
+        """Return the query parameter ``name``, or refuse the request if it is missing or empty."""
+        value = self.get_query_argument(name, "").strip()
+        if not value:
+            raise ApiError(400, "missing_parameter", f"query parameter {name!r} is required", extra={"parameter": name})
+        return value
+
+    async def from_store(self, report: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+        """Await a report that reads the store; a store failure is a 503, logged here."""
+        try:
+            return await report
+        except Exception:
+            logger.exception("management: could not read the store")
+            raise ApiError(503, "store_unavailable", "the session store could not be read") from None
+
+
+class SessionsHandler(_ManagementHandler):
+    """``GET /sessions``: the live sessions of this gateway process."""
+
+    def get(self) -> None:
+        """Answer 200 with ``{"count", "sessions"}``."""
+        from telegraphy.tornado_gateway import management
+
+        self.write_json(200, management.live_sessions(self.gateway.router))
+
+
+class SubscriptionsHandler(_ManagementHandler):
+    """``GET /subscriptions?user=<authid>``: a user's live and persistent subscriptions."""
+
+    async def get(self) -> None:
+        """Answer 200 with ``{"user", "live", "persistent"}``."""
+        from telegraphy.tornado_gateway import management
+
+        user = self.required_argument("user")
+        gateway = self.gateway
+        report = await self.from_store(management.user_subscriptions(gateway.router, gateway.store, user, time.time()))
+        self.write_json(200, report)
+
+
+class SubscribersHandler(_ManagementHandler):
+    """``GET /subscribers?topic=<topic>`` (alias ``/subscriptors``): who gets the topic's events."""
+
+    async def get(self) -> None:
+        """Answer 200 with ``{"topic", "live", "persistent"}``."""
+        from telegraphy.tornado_gateway import management
+
+        topic = self.required_argument("topic")
+        gateway = self.gateway
+        report = await self.from_store(management.topic_subscribers(gateway.router, gateway.store, topic, time.time()))
+        self.write_json(200, report)
