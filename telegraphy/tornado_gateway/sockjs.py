@@ -1,0 +1,661 @@
+"""SockJS endpoints of the gateway: thin Tornado handlers over :mod:`telegraphy.sockjs`.
+
+A :class:`SockJSService` is one SockJS endpoint (``/sockjs`` carrying WAMP;
+with ``--sockjs-test-endpoints`` also ``/echo``, ``/close``,
+``/disabled_websocket_echo`` and ``/cookie_needed_echo`` for the official
+protocol test suite). Its handlers map requests onto the sans-I/O core:
+receiving requests become :class:`~telegraphy.sockjs.Receiver` objects
+attached to a session, send requests hand decoded messages to it, and
+WebSockets are served, after Tornado's handshake, by a lean asyncio protocol
+(as in :mod:`.websocket`). One timer (:class:`SockJSServer`) sends
+heartbeats and expires sessions for every service.
+
+Errors are plain text as the protocol words them (``Payload expected.``,
+``Broken JSON encoding.``, ``Session not found.``, ``Payload too large.``);
+``405`` has an ``Allow`` header and no body; a disallowed ``Origin`` gets
+``403``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import random
+import re
+import socket
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import tornado.ioloop
+import tornado.iostream
+import tornado.web
+
+from telegraphy.sockjs import (
+    PayloadTooLarge,
+    RemoteProtocolError,
+    SessionHandler,
+    SessionNotFound,
+    SessionOptions,
+    SessionRegistry,
+    SockJSSession,
+)
+from telegraphy.sockjs.echo import CloseHandler, EchoHandler
+from telegraphy.sockjs.frames import (
+    EVENTSOURCE_PRELUDE,
+    XHR_STREAMING_PRELUDE,
+    decode_form_messages,
+    decode_messages,
+    decode_websocket_message,
+    htmlfile_prelude,
+    parse_frame,
+    validate_callback,
+    wrap_eventsource,
+    wrap_htmlfile,
+    wrap_jsonp,
+    wrap_xhr,
+)
+from telegraphy.sockjs.http import (
+    NO_CACHE,
+    cache_headers,
+    cors_headers,
+    iframe_page,
+    info_document,
+    jsessionid_cookie,
+    origin_allowed,
+    preflight_headers,
+    websocket_key,
+)
+from telegraphy.sockjs.wamp import WampSockJSConnection
+from telegraphy.websocket import (
+    CLOSE_NORMAL,
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_UNSUPPORTED_DATA,
+    OP_TEXT,
+    ClosedByPeer,
+    ClosedByProtocol,
+    ServerConnection,
+    accept_key,
+    frame,
+)
+
+from .websocket import CLOSE_TIMEOUT, WebSocketUpgradeHandler
+
+__all__ = ["SockJSServer", "SockJSService", "sockjs_server"]
+
+logger = logging.getLogger("telegraphy.gateway.sockjs")
+
+TEXT = "text/plain; charset=UTF-8"
+JAVASCRIPT = "application/javascript; charset=UTF-8"
+HTML = "text/html; charset=UTF-8"
+#: sockjs-protocol-0.3.3: the test server closes streams after 4 KiB (128 KiB by default).
+TEST_RESPONSE_LIMIT = 4096
+
+_entropy = random.SystemRandom()
+
+
+class SockJSService:
+    """One SockJS endpoint: its sessions and settings.
+
+    Args:
+        prefix: the URL path the service is mounted at (``/sockjs``).
+        factory: makes each session's handler (WAMP, echo, …).
+        options: session timing and queue budget.
+        websocket: whether the WebSocket transports are offered.
+        cookie_needed: set ``JSESSIONID`` on session responses.
+        origins: the gateway's ``--allowed-origins``; ``None`` allows any
+            origin (the test services).
+        response_limit: bytes after which a streaming response is ended.
+        max_post: largest send body, bytes.
+        max_message_size: largest WebSocket message, bytes.
+        outgoing_buffer: unsent bytes per connection before a slow consumer
+            is dropped.
+        client_url: the sockjs-client script the iframe page loads.
+        raw_websocket: the route target of ``<prefix>/websocket``, or
+            ``None`` for raw WebSockets over this core (test services).
+        metrics: counts slow consumers, when given.
+    """
+
+    def __init__(
+        self,
+        prefix: str,
+        factory: Callable[[SockJSSession], SessionHandler],
+        *,
+        options: SessionOptions,
+        websocket: bool = True,
+        cookie_needed: bool = False,
+        origins: tuple[str, ...] | None = None,
+        response_limit: int = 128 * 1024,
+        max_post: int = 1024 * 1024,
+        max_message_size: int = 1024 * 1024,
+        outgoing_buffer: int = 4 * 1024 * 1024,
+        client_url: str,
+        raw_websocket: tuple[type, dict[str, Any]] | None = None,
+        metrics: Any = None,
+    ) -> None:
+        self.prefix = prefix.rstrip("/")
+        self.registry = SessionRegistry(factory, options)
+        self.websocket = websocket
+        self.cookie_needed = cookie_needed
+        self.origins = origins
+        self.response_limit = response_limit
+        self.max_post = max_post
+        self.max_message_size = max_message_size
+        self.outgoing_buffer = outgoing_buffer
+        self.iframe_page, self.iframe_etag = iframe_page(client_url)
+        self.raw_websocket = raw_websocket
+        self.metrics = metrics
+
+    def origin_allowed(self, origin: str | None, host: str) -> bool:
+        return self.origins is None or origin_allowed(origin, host, self.origins)
+
+    def slow_consumer(self, peer: str) -> None:
+        logger.warning("disconnecting slow sockjs consumer %s: over %d unsent bytes", peer, self.outgoing_buffer)
+        if self.metrics is not None:
+            self.metrics.slow_consumers += 1
+
+    def routes(self) -> list[tuple[str, type, dict[str, Any]]]:
+        """Return the Tornado routes of the service."""
+        base = re.escape(self.prefix)
+        session = base + r"/[^/.]+/([^/.]{1,256})/"
+        kwargs = {"service": self}
+        raw = self.raw_websocket or (RawWebSocketHandler, kwargs)
+        return [
+            (base + r"/?", GreetingHandler, kwargs),
+            (base + r"/info", InfoHandler, kwargs),
+            (base + r"/iframe[0-9a-z_.\-]*\.html", IframeHandler, kwargs),
+            (base + r"/websocket", raw[0], raw[1]),
+            (session + "xhr", XhrHandler, kwargs),
+            (session + "xhr_send", XhrSendHandler, kwargs),
+            (session + "xhr_streaming", XhrStreamingHandler, kwargs),
+            (session + "eventsource", EventSourceHandler, kwargs),
+            (session + "htmlfile", HtmlFileHandler, kwargs),
+            (session + "jsonp", JsonpHandler, kwargs),
+            (session + "jsonp_send", JsonpSendHandler, kwargs),
+            (session + "websocket", WebSocketHandler, kwargs),
+        ]
+
+
+class SockJSServer:
+    """Every SockJS service of a gateway, and the one timer driving their sessions."""
+
+    def __init__(self, services: list[SockJSService]) -> None:
+        self.services = services
+        # Heartbeats and expiry are checked a few times per interval.
+        shortest = min(min(s.registry.options.heartbeat, s.registry.options.disconnect_delay) for s in services)
+        self.tick_interval = max(0.05, min(1.0, shortest / 4))
+        self._timer = tornado.ioloop.PeriodicCallback(self.tick, self.tick_interval * 1000)
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        for service in self.services:
+            service.registry.expire(now)
+
+    def routes(self) -> list[tuple[str, type, dict[str, Any]]]:
+        return [route for service in self.services for route in service.routes()]
+
+
+def sockjs_server(gateway: Any) -> SockJSServer | None:
+    """Return the SockJS services ``gateway.config`` asks for (not started), or None."""
+    config = gateway.config
+    options = SessionOptions(
+        heartbeat=config.sockjs_heartbeat, disconnect_delay=config.sockjs_disconnect_delay, max_queue=config.outgoing_buffer
+    )
+    common: dict[str, Any] = {
+        "options": options,
+        "max_post": config.max_message_size,
+        "max_message_size": config.max_message_size,
+        "outgoing_buffer": config.outgoing_buffer,
+        "client_url": config.sockjs_client_url,
+    }
+    services = []
+    if config.sockjs:
+
+        def wamp(session: SockJSSession) -> WampSockJSConnection:
+            return WampSockJSConnection(session, gateway, time.time)
+
+        services.append(
+            SockJSService(
+                config.sockjs_path,
+                wamp,
+                cookie_needed=config.sockjs_cookie,
+                origins=config.allowed_origins,
+                response_limit=config.sockjs_response_limit,
+                raw_websocket=(WebSocketUpgradeHandler, {"gateway": gateway}),
+                metrics=gateway.metrics,
+                **common,
+            )
+        )
+    if config.sockjs_test_endpoints:
+        # The services sockjs-protocol-0.3.3's test suite expects, with permissive CORS.
+        for prefix, factory, websocket, cookie_needed in (
+            ("/echo", EchoHandler, True, False),
+            ("/close", CloseHandler, True, False),
+            ("/disabled_websocket_echo", EchoHandler, False, False),
+            ("/cookie_needed_echo", EchoHandler, True, True),
+        ):
+            services.append(
+                SockJSService(prefix, factory, websocket=websocket, cookie_needed=cookie_needed, response_limit=TEST_RESPONSE_LIMIT, **common)
+            )
+    return SockJSServer(services) if services else None
+
+
+# Handlers ---------------------------------------------------------------------
+
+
+class SockJSHandler(tornado.web.RequestHandler):
+    """Base: origin check, plain-text errors, CORS/caching/cookie helpers."""
+
+    METHODS: ClassVar[tuple[str, ...]] = ("GET",)
+    service: SockJSService
+    #: Set when a 5xx answers bad input, as the protocol prescribes (logged as a client error).
+    client_error = False
+
+    def initialize(self, service: SockJSService) -> None:
+        self.service = service
+
+    def set_default_headers(self) -> None:
+        self.clear_header("Server")
+
+    def compute_etag(self) -> str | None:
+        return None  # only the iframe page is cacheable
+
+    def prepare(self) -> None:
+        if not self.service.origin_allowed(self.request.headers.get("Origin"), self.request.host):
+            raise tornado.web.HTTPError(403)
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, RemoteProtocolError):
+            logger.debug("sockjs %s %s refused: %s", self.request.method, self.request.path, value)
+        else:
+            super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        self.clear_header("Content-Type")
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(self.METHODS))
+            self.finish()
+            return
+        if isinstance(exc, RemoteProtocolError):
+            self.set_status(exc.status)
+            self.client_error = True
+            body = exc.body
+        else:
+            body = {403: "Origin not allowed.", 404: "Not found."}.get(status_code, "Internal error.")
+        if status_code != 403:
+            self.cors()
+        self.set_header("Content-Type", TEXT)
+        self.set_header("Cache-Control", NO_CACHE)
+        self.finish(body)
+
+    def cors(self) -> None:
+        for name, value in cors_headers(self.request.headers.get("Origin")):
+            self.set_header(name, value)
+
+    def session_headers(self, content_type: str) -> None:
+        """Headers of every session response: type, no caching, ``JSESSIONID`` when asked."""
+        self.set_header("Content-Type", content_type)
+        self.set_header("Cache-Control", NO_CACHE)
+        if self.service.cookie_needed:
+            self.set_header("Set-Cookie", jsessionid_cookie(self.get_cookie("JSESSIONID")))
+
+    def options(self, *args: str) -> None:
+        if "OPTIONS" not in self.METHODS:
+            raise tornado.web.HTTPError(405)
+        self.set_status(204)
+        request_headers = self.request.headers.get("Access-Control-Request-Headers")
+        for name, value in preflight_headers(self.request.headers.get("Origin"), self.METHODS, request_headers, time.time()):
+            self.set_header(name, value)
+        self.finish()
+
+
+class GreetingHandler(SockJSHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", TEXT)
+        self.finish("Welcome to SockJS!\n")
+
+
+class InfoHandler(SockJSHandler):
+    METHODS = ("OPTIONS", "GET")
+
+    def get(self) -> None:
+        self.cors()
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("Cache-Control", NO_CACHE)
+        service = self.service
+        self.finish(info_document(websocket=service.websocket, cookie_needed=service.cookie_needed, entropy=_entropy.getrandbits(32)))
+
+
+class IframeHandler(SockJSHandler):
+    """The iframe page: cacheable for a year, ``304`` on a matching ``If-None-Match``."""
+
+    def compute_etag(self) -> str:
+        return self.service.iframe_etag
+
+    def get(self) -> None:
+        for name, value in cache_headers(time.time()):
+            self.set_header(name, value)
+        self.set_header("Content-Type", HTML)
+        self.finish(self.service.iframe_page)
+
+
+class HttpReceiver:
+    """A receiving request as the session sees it (see :class:`telegraphy.sockjs.Receiver`)."""
+
+    __slots__ = ("done", "handler", "response_limit", "wrap")
+
+    def __init__(self, handler: ReceivingHandler, wrap: Callable[[bytes], bytes], response_limit: float) -> None:
+        self.handler = handler
+        self.wrap = wrap
+        self.response_limit = response_limit
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def write_frame(self, frame: bytes) -> int:
+        data = self.wrap(frame)
+        if not self.done.done():
+            handler = self.handler
+            handler.write(data)
+            if self.response_limit:  # streaming: each frame goes out now
+                try:
+                    handler.flush()
+                except tornado.iostream.StreamBufferFullError:
+                    handler.service.slow_consumer(str(handler.request.remote_ip))
+                    handler.request.connection.close()  # type: ignore[attr-defined]
+        return len(data)
+
+    def finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+class ReceivingHandler(SockJSHandler):
+    """Base of the transports that receive: attach to the session, wait until it lets go."""
+
+    receiver: HttpReceiver | None = None
+    session: SockJSSession | None = None
+
+    async def receive(self, session_id: str, wrap: Callable[[bytes], bytes], *, prelude: bytes = b"") -> None:
+        service = self.service
+        streaming = bool(prelude)
+        now = time.monotonic()
+        self.session = session = service.registry.open(session_id, now, peer=str(self.request.remote_ip))
+        self.receiver = receiver = HttpReceiver(self, wrap, service.response_limit if streaming else 0)
+        if streaming:
+            # Bound the unsent bytes: a stalled reader becomes a slow consumer.
+            self.request.connection.stream.max_write_buffer_size = service.outgoing_buffer  # type: ignore[attr-defined]
+            self.write(prelude)
+            self.flush()
+        session.attach(receiver, now)
+        await receiver.done
+        if streaming and self.request.version == "HTTP/1.0":
+            # No chunked encoding in HTTP/1.0: the response ends with the connection.
+            try:
+                await self.flush()
+            except tornado.iostream.StreamClosedError:
+                pass
+            self.request.connection.close()  # type: ignore[attr-defined]
+
+    def on_connection_close(self) -> None:
+        receiver, session = self.receiver, self.session
+        if receiver is not None and session is not None and not receiver.done.done():
+            session.detach(receiver, time.monotonic())
+            receiver.finish()
+
+    def callback(self) -> bytes:
+        name = self.get_query_argument("c", None, strip=False)
+        if name is None:
+            name = self.get_query_argument("callback", None, strip=False)
+        return validate_callback(name)
+
+
+class XhrHandler(ReceivingHandler):
+    METHODS = ("OPTIONS", "POST")
+
+    async def post(self, session_id: str) -> None:
+        self.cors()
+        self.session_headers(JAVASCRIPT)
+        await self.receive(session_id, wrap_xhr)
+
+
+class XhrStreamingHandler(ReceivingHandler):
+    METHODS = ("OPTIONS", "POST")
+
+    async def post(self, session_id: str) -> None:
+        self.cors()
+        self.session_headers(JAVASCRIPT)
+        await self.receive(session_id, wrap_xhr, prelude=XHR_STREAMING_PRELUDE)
+
+
+class EventSourceHandler(ReceivingHandler):
+    async def get(self, session_id: str) -> None:
+        self.session_headers("text/event-stream")
+        await self.receive(session_id, wrap_eventsource, prelude=EVENTSOURCE_PRELUDE)
+
+
+class HtmlFileHandler(ReceivingHandler):
+    async def get(self, session_id: str) -> None:
+        callback = self.callback()
+        self.session_headers(HTML)
+        await self.receive(session_id, wrap_htmlfile, prelude=htmlfile_prelude(callback))
+
+
+class JsonpHandler(ReceivingHandler):
+    async def get(self, session_id: str) -> None:
+        callback = self.callback()
+        self.session_headers(JAVASCRIPT)
+        await self.receive(session_id, lambda frame: wrap_jsonp(callback, frame))
+
+
+@tornado.web.stream_request_body
+class SendHandler(SockJSHandler):
+    """Base of ``xhr_send`` and ``jsonp_send``: a bounded body for an existing session."""
+
+    METHODS = ("OPTIONS", "POST")
+
+    def prepare(self) -> None:
+        super().prepare()
+        self._chunks: list[bytes] = []
+        self._size = 0
+        # The limit is enforced here with the protocol's answer, not by
+        # Tornado's server-wide one (which drops the connection).
+        self.request.connection.set_max_body_size(2**62)  # type: ignore[union-attr]
+        declared = self.request.headers.get("Content-Length", "")
+        if declared.isdigit():
+            self._grow(int(declared))
+
+    def _grow(self, size: int) -> None:
+        if size > self.service.max_post:
+            raise PayloadTooLarge(size, self.service.max_post)
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._finished:
+            return
+        self._size += len(chunk)
+        try:
+            self._grow(self._size)
+        except RemoteProtocolError as exc:
+            self.send_error(exc.status, exc_info=(type(exc), exc, None))
+            return
+        self._chunks.append(chunk)
+
+    def deliver(self, session_id: str, decode: Callable[[bytes], list[str]]) -> None:
+        session = self.service.registry.get(session_id)
+        if session is None:
+            raise SessionNotFound(session_id)
+        messages = decode(b"".join(self._chunks))
+        self._chunks = []
+        session.receive(messages, time.monotonic())
+
+
+class XhrSendHandler(SendHandler):
+    def post(self, session_id: str) -> None:
+        self.deliver(session_id, decode_messages)
+        self.cors()
+        self.session_headers(TEXT)
+        self.set_status(204)
+        # Flushed by hand: finish() would drop Content-Type from a 204, and
+        # Firefox then parses the empty body as XML and complains.
+        self.flush()
+
+
+class JsonpSendHandler(SendHandler):
+    METHODS = ("POST",)
+
+    def post(self, session_id: str) -> None:
+        content_type = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        form = content_type == "application/x-www-form-urlencoded"
+        self.deliver(session_id, decode_form_messages if form else decode_messages)
+        self.session_headers(TEXT)
+        # Konqueror mishandles 204 here (sockjs-protocol-0.3.3): "ok" it is.
+        self.finish("ok")
+
+
+class WebSocketHandler(SockJSHandler):
+    """``<prefix>/<server>/<session>/websocket``: SockJS framing over a WebSocket."""
+
+    raw = False
+
+    def get(self, session_id: str = "") -> None:
+        if not self.service.websocket:
+            raise tornado.web.HTTPError(404)
+        key = websocket_key(self.request.headers)
+        response = (
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Accept: {accept_key(key)}\r\n\r\n"
+        ).encode("ascii")
+        service, peer, raw = self.service, str(self.request.remote_ip), self.raw
+        stream = self.detach()
+        # As in .websocket: serve a duplicate of the socket from asyncio.
+        fd = os.dup(stream.socket.fileno())
+        stream.close()
+        sock = socket.socket(fileno=fd)
+
+        def factory() -> SockJSWebSocket:
+            return SockJSWebSocket(service, response, peer, raw)
+
+        task = asyncio.ensure_future(asyncio.get_running_loop().connect_accepted_socket(factory, sock))
+        task.add_done_callback(_handover_done)
+
+
+class RawWebSocketHandler(WebSocketHandler):
+    """``<prefix>/websocket`` of the test services: one WebSocket message per message, no framing."""
+
+    raw = True
+
+
+def _handover_done(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("could not serve an upgraded sockjs websocket: %r", task.exception())
+
+
+class SockJSWebSocket(asyncio.Protocol):
+    """One WebSocket carrying one SockJS session (bound to it); also its receiver."""
+
+    response_limit = math.inf
+
+    def __init__(self, service: SockJSService, response: bytes, peer: str, raw: bool) -> None:
+        self.service = service
+        self.peer = peer
+        self.raw = raw
+        self.connection = ServerConnection(service.max_message_size)
+        self.session: SockJSSession | None = None
+        self._response = response
+        self._transport: asyncio.Transport | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._close = (CLOSE_NORMAL, "")
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        transport.set_write_buffer_limits(high=self.service.outgoing_buffer)
+        transport.write(self._response)
+        now = time.monotonic()
+        self.session = self.service.registry.open_bound(now, peer=self.peer)
+        self.session.attach(self, now)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            messages = self.connection.receive_data(data)
+        except (ClosedByPeer, ClosedByProtocol):
+            self._write_control()
+            self._end()
+            return
+        self._write_control()
+        now = time.monotonic()
+        for message in messages:
+            session = self.session
+            if session is None or self.connection.closing:
+                return
+            if isinstance(message.data, bytes):
+                self._close_socket(CLOSE_UNSUPPORTED_DATA, "binary messages are not supported")
+                return
+            if self.raw:
+                session.receive([message.data], now)
+                continue
+            try:
+                session.receive(decode_websocket_message(message.data), now)
+            except RemoteProtocolError as exc:
+                # sockjs-protocol-0.3.3: broken JSON ends the connection abruptly.
+                logger.info("sockjs websocket from %s: %s", self.peer, exc)
+                self._close_socket(CLOSE_PROTOCOL_ERROR, "Broken framing.")
+                return
+
+    def pause_writing(self) -> None:
+        self.service.slow_consumer(self.peer)
+        self._end(abort=True)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+        self._transport = None
+        session, self.session = self.session, None
+        if session is not None:
+            session.detach(self, time.monotonic())
+
+    # Receiver --------------------------------------------------------------------
+
+    def write_frame(self, data: bytes) -> int:
+        transport = self._transport
+        if transport is None or self.connection.closing:
+            return len(data)
+        if not self.raw:
+            transport.write(frame(OP_TEXT, data))
+            return len(data)
+        kind, payload = parse_frame(data)
+        if kind == "a":
+            transport.write(b"".join(frame(OP_TEXT, text.encode("utf-8")) for text in payload))
+        elif kind == "c":
+            self._close = (payload[0], payload[1])
+        return len(data)
+
+    def finish(self) -> None:
+        self._close_socket(*self._close)
+
+    # Closing ---------------------------------------------------------------------
+
+    def _close_socket(self, code: int, reason: str) -> None:
+        """Send a close frame; close the socket when the peer answers or after a timeout."""
+        if self._transport is None or self.connection.closing:
+            return
+        self.connection.send_close(code, reason)
+        self._write_control()
+        self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self._end, True)
+
+    def _write_control(self) -> None:
+        data = self.connection.data_to_send()
+        if data and self._transport is not None:
+            self._transport.write(data)
+
+    def _end(self, abort: bool = False) -> None:
+        transport = self._transport
+        if transport is not None:
+            transport.abort() if abort else transport.close()
