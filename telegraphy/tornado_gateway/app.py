@@ -8,7 +8,8 @@
     asyncio.run(serve(config))
 
 Routes: the WAMP WebSocket endpoint(s) from ``gateway.websocket_routes()``
-(at ``config.ws_path``), ``POST /publish``, ``GET /health``, ``GET /metrics``;
+(at ``config.ws_path``), ``POST /publish``, ``GET /health``, ``GET /metrics``,
+the SockJS endpoints (at ``config.sockjs_path``, see :mod:`.sockjs`);
 every other path is a JSON 404.
 """
 
@@ -69,6 +70,13 @@ def make_app(gateway: Gateway, **settings: Any) -> tornado.web.Application:
         (r"/health", HealthHandler, {"gateway": gateway}),
         (r"/metrics", MetricsHandler, {"gateway": gateway}),
     ]
+    # Imported here, like the gateway in serve(): it pulls in the WAMP core.
+    from telegraphy.tornado_gateway.sockjs import sockjs_server
+
+    sockjs = sockjs_server(gateway)
+    if sockjs is not None:
+        sockjs.start()
+        routes += sockjs.routes()
     app_settings: dict[str, Any] = {
         "default_handler_class": NotFoundHandler,
         "log_function": _log_request,
@@ -78,11 +86,16 @@ def make_app(gateway: Gateway, **settings: Any) -> tornado.web.Application:
 
 
 def _log_request(handler: tornado.web.RequestHandler) -> None:
-    """Access log: successes at debug, client errors at info, server errors at error."""
+    """Access log: successes at debug, client errors at info, server errors at error.
+
+    A handler whose ``client_error`` attribute is true answered bad input
+    with a 5xx because its protocol says so (SockJS: "Payload expected."):
+    that is logged as a client error.
+    """
     status = handler.get_status()
     if status < 400:
         level = logging.DEBUG
-    elif status < 500:
+    elif status < 500 or getattr(handler, "client_error", False):
         level = logging.INFO
     else:
         level = logging.ERROR

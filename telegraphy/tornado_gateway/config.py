@@ -27,6 +27,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from telegraphy.sockjs.http import DEFAULT_CLIENT_URL as DEFAULT_SOCKJS_CLIENT_URL
+
 __all__ = [
     "Config",
     "ConfigError",
@@ -92,6 +94,18 @@ class Config:
         session_ttl: seconds a disconnected session can still be resumed.
         history_max_events: events kept per topic for recovery.
         history_max_age: seconds events are kept for recovery.
+        sockjs: serve WAMP over SockJS for clients that cannot open a WebSocket.
+        sockjs_path: the URL path of the SockJS endpoint.
+        sockjs_heartbeat: seconds between SockJS heartbeat frames.
+        sockjs_disconnect_delay: seconds a SockJS session survives without
+            a receiving connection.
+        sockjs_response_limit: bytes after which a SockJS streaming response
+            is ended (the client opens a new one).
+        sockjs_cookie: set the ``JSESSIONID`` cookie for load balancers that
+            keep clients on one node by cookie.
+        sockjs_client_url: the sockjs-client script the SockJS iframe page loads.
+        sockjs_test_endpoints: also mount the services of the official SockJS
+            protocol test suite (``/echo``, ``/close``, …).
         log_level: one of ``debug``, ``info``, ``warning``, ``error``,
             ``critical``.
         secret_generated: ``True`` when :meth:`with_secret` made up the secret.
@@ -116,6 +130,14 @@ class Config:
     session_ttl: float = 3600.0
     history_max_events: int = 10_000
     history_max_age: float = 86_400.0
+    sockjs: bool = True
+    sockjs_path: str = "/sockjs"
+    sockjs_heartbeat: float = 25.0
+    sockjs_disconnect_delay: float = 5.0
+    sockjs_response_limit: int = 128 * KIB
+    sockjs_cookie: bool = False
+    sockjs_client_url: str = DEFAULT_SOCKJS_CLIENT_URL
+    sockjs_test_endpoints: bool = False
     log_level: str = "info"
     secret_generated: bool = False
 
@@ -176,6 +198,16 @@ class Config:
             session_ttl=args.session_ttl,
             history_max_events=args.history_max_events,
             history_max_age=args.history_max_age,
+            sockjs=_flag(parser, args.sockjs, env, "TELEGRAPHY_SOCKJS", "--sockjs", True),
+            sockjs_path=args.sockjs_path.rstrip("/"),
+            sockjs_heartbeat=args.sockjs_heartbeat,
+            sockjs_disconnect_delay=args.sockjs_disconnect_delay,
+            sockjs_response_limit=args.sockjs_response_limit,
+            sockjs_cookie=_flag(parser, args.sockjs_cookie, env, "TELEGRAPHY_SOCKJS_COOKIE", "--sockjs-cookie", False),
+            sockjs_client_url=args.sockjs_client_url,
+            sockjs_test_endpoints=_flag(
+                parser, args.sockjs_test_endpoints, env, "TELEGRAPHY_SOCKJS_TEST_ENDPOINTS", "--sockjs-test-endpoints", False
+            ),
             log_level=args.log_level,
         )
 
@@ -183,13 +215,16 @@ class Config:
         """Refuse settings the gateway cannot safely run with.
 
         Raises:
-            ConfigError: when there is no secret and ``insecure_dev`` is off.
+            ConfigError: when there is no secret and ``insecure_dev`` is off,
+                or the SockJS path collides with another endpoint.
         """
         if not self.secret and not self.insecure_dev:
             raise ConfigError(
                 "no secret configured: set TELEGRAPHY_SECRET (or --secret / --secret-file), "
                 "or pass --insecure-dev for local development"
             )
+        if self.sockjs and self.sockjs_path in ("", self.ws_path, "/publish", "/health", "/metrics"):
+            raise ConfigError(f"--sockjs-path {self.sockjs_path or '/'!r} collides with another endpoint: choose another path")
 
     def with_secret(self) -> Config:
         """Return this config with a secret, generating one under ``insecure_dev``.
@@ -331,6 +366,11 @@ def _log_level(text: str) -> str:
     if level not in LOG_LEVELS:
         raise ValueError(f"{text!r} is not a log level (one of {', '.join(LOG_LEVELS)})")
     return level
+
+
+def _flag(parser: argparse.ArgumentParser, value: bool | None, env: Mapping[str, str], name: str, flag: str, default: bool) -> bool:
+    """Return a boolean flag's value: the flag if given, else its environment variable, else ``default``."""
+    return value if value is not None else _env_bool(parser, env, name, flag, default)
 
 
 def _env_bool(parser: argparse.ArgumentParser, env: Mapping[str, str], name: str, flag: str, default: bool) -> bool:
@@ -574,6 +614,68 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "seconds events are kept for clients that resume",
         _positive,
         metavar="SECONDS",
+    )
+    parser.add_argument(
+        "--sockjs",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve WAMP over SockJS for clients that cannot open a WebSocket (env: TELEGRAPHY_SOCKJS; default: true)",
+    )
+    add("--sockjs-path", ["TELEGRAPHY_SOCKJS_PATH"], "/sockjs", "/sockjs", _path, "URL path of the SockJS endpoint", metavar="PATH")
+    add(
+        "--sockjs-heartbeat",
+        ["TELEGRAPHY_SOCKJS_HEARTBEAT"],
+        25.0,
+        "25",
+        float,
+        "seconds between SockJS heartbeat frames",
+        _positive,
+        metavar="SECONDS",
+    )
+    add(
+        "--sockjs-disconnect-delay",
+        ["TELEGRAPHY_SOCKJS_DISCONNECT_DELAY"],
+        5.0,
+        "5",
+        float,
+        "seconds a SockJS session survives without a receiving connection",
+        _positive,
+        metavar="SECONDS",
+    )
+    add(
+        "--sockjs-response-limit",
+        ["TELEGRAPHY_SOCKJS_RESPONSE_LIMIT"],
+        128 * KIB,
+        "128K",
+        parse_size,
+        "bytes after which a SockJS streaming response ends and the client opens a new one",
+        _positive,
+        metavar="SIZE",
+    )
+    parser.add_argument(
+        "--sockjs-cookie",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="set the JSESSIONID cookie on SockJS responses, for load balancers with cookie stickiness "
+        "(env: TELEGRAPHY_SOCKJS_COOKIE; default: false)",
+    )
+    add(
+        "--sockjs-client-url",
+        ["TELEGRAPHY_SOCKJS_CLIENT_URL"],
+        DEFAULT_SOCKJS_CLIENT_URL,
+        DEFAULT_SOCKJS_CLIENT_URL,
+        _non_empty,
+        "the sockjs-client script the SockJS iframe page loads",
+        metavar="URL",
+    )
+    parser.add_argument(
+        "--sockjs-test-endpoints",
+        action="store_const",
+        const=True,
+        default=None,
+        help="also mount the services of the official SockJS protocol test suite (/echo, /close, "
+        "/disabled_websocket_echo, /cookie_needed_echo); for conformance runs only "
+        "(env: TELEGRAPHY_SOCKJS_TEST_ENDPOINTS; default: off)",
     )
     add(
         "--log-level",

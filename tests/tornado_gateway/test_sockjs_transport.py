@@ -1,0 +1,625 @@
+"""WAMP over SockJS against a real gateway process: every transport, bad input, timeouts, origins.
+
+:class:`SockJSWamp` is a WAMP client written by hand against the SockJS
+protocol (0.3.3) over one transport: it opens the receiving request(s),
+decodes frames (``o``, ``h``, ``a[...]``, ``c[...]``) from the transport's
+wrapping and sends WAMP messages through ``xhr_send``, ``jsonp_send`` or the
+WebSocket. The official protocol suite runs separately
+(``tools/sockjs_conformance.py``); these tests show what a client of the
+gateway sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import tornado.httpclient
+import tornado.simple_httpclient
+import tornado.websocket
+from gateway_helpers import GatewayProcess, start_gateway
+
+from telegraphy.tokens import mint_connect_token, mint_publish_token
+
+REALM = "telegraphy"
+#: Seconds a whole test scenario may take.
+DEADLINE = 30.0
+#: Seconds to wait for any one thing (a frame, a response).
+STEP = 5.0
+HELLO = [1, REALM, {"roles": {"subscriber": {}, "publisher": {}}}]
+TRANSPORTS = ["xhr", "xhr_streaming", "eventsource", "htmlfile", "jsonp", "websocket"]
+
+_HTMLFILE_FRAME = re.compile(rb'<script>\np\((".*?")\);\n</script>\r\n', re.DOTALL)
+_JSONP_FRAME = re.compile(rb'^/\*\*/cb\((".*")\);\r\n$', re.DOTALL)
+
+
+def run(scenario: Any, deadline: float = DEADLINE) -> Any:
+    """Run an asyncio scenario, failing it after ``deadline`` seconds; close the clients it left open."""
+
+    async def scenario_then_close() -> Any:
+        try:
+            return await asyncio.wait_for(scenario, deadline)
+        finally:
+            for client in list(SockJSWamp.opened):
+                await client.close()
+
+    return asyncio.run(scenario_then_close())
+
+
+def http() -> tornado.simple_httpclient.SimpleAsyncHTTPClient:
+    client = tornado.simple_httpclient.SimpleAsyncHTTPClient(force_instance=True, max_body_size=1 << 24)
+    return client
+
+
+async def fetch(url: str, method: str = "GET", body: bytes | str | None = None, **kwargs: Any) -> tornado.httpclient.HTTPResponse:
+    """One HTTP request with a deadline; errors come back as responses."""
+    client = http()
+    try:
+        if method == "POST" and body is None:
+            body = b""
+        return await client.fetch(url, method=method, body=body, raise_error=False, request_timeout=STEP, **kwargs)
+    finally:
+        client.close()
+
+
+async def publish(gateway: GatewayProcess, topic: str, data: dict[str, Any]) -> None:
+    """Publish one event through the HTTP API."""
+    assert gateway.secret is not None
+    headers = {"Authorization": f"Bearer {mint_publish_token(gateway.secret)}", "Content-Type": "application/json"}
+    response = await fetch(f"{gateway.url}/publish", "POST", json.dumps({"name": topic, "data": data}), headers=headers)
+    assert response.code == 202, response.body
+
+
+class Closed(Exception):
+    """The session was closed with ``c[code, reason]``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"closed: {code} {reason}")
+        self.code = code
+        self.reason = reason
+
+
+class SockJSWamp:
+    """A WAMP session over one SockJS transport, driven by hand."""
+
+    opened: list[SockJSWamp] = []
+
+    def __init__(self, base: str, transport: str, session_id: str | None = None) -> None:
+        self.base = base
+        self.transport = transport
+        self.url = f"{base}/000/{session_id or uuid.uuid4().hex}"
+        self.frames: asyncio.Queue[bytes] = asyncio.Queue()
+        self.closed: Closed | None = None
+        self.heartbeats = 0
+        self._task: asyncio.Task[None] | None = None
+        self._ws: tornado.websocket.WebSocketClientConnection | None = None
+        SockJSWamp.opened.append(self)
+
+    @classmethod
+    async def connect(cls, gateway: GatewayProcess, transport: str, path: str = "/sockjs") -> SockJSWamp:
+        client = cls(gateway.url + path, transport)
+        await client.open()
+        return client
+
+    async def open(self) -> None:
+        """Start receiving; return once the open frame arrived."""
+        if self.transport == "websocket":
+            url = "ws" + self.url[len("http") :] + "/websocket"
+            self._ws = await tornado.websocket.websocket_connect(tornado.httpclient.HTTPRequest(url, request_timeout=STEP))
+            self._task = asyncio.ensure_future(self._read_websocket())
+        elif self.transport in ("xhr", "jsonp"):
+            self._task = asyncio.ensure_future(self._poll())
+        else:
+            self._task = asyncio.ensure_future(self._stream())
+        assert await self.next_frame() == b"o"
+
+    async def _read_websocket(self) -> None:
+        assert self._ws is not None
+        while (message := await self._ws.read_message()) is not None:
+            assert isinstance(message, str)
+            self._frame(message.encode())
+        self._frame(b'c[0,"websocket closed"]')
+
+    async def _poll(self) -> None:
+        while self.closed is None:
+            if self.transport == "xhr":
+                body = await self._request("POST", "/xhr")
+                assert body.endswith(b"\n"), body
+                self._frame(body[:-1])
+            else:
+                body = await self._request("GET", "/jsonp?c=cb")
+                match = _JSONP_FRAME.match(body)
+                assert match, body
+                self._frame(json.loads(match.group(1)).encode())
+
+    async def _stream(self) -> None:
+        method, path = {"xhr_streaming": ("POST", "/xhr_streaming"), "eventsource": ("GET", "/eventsource"), "htmlfile": ("GET", "/htmlfile?c=cb")}[
+            self.transport
+        ]
+        while self.closed is None:  # a response ends past the streaming limit: open the next
+            buffer = bytearray()
+
+            def on_chunk(chunk: bytes, buffer: bytearray = buffer) -> None:
+                buffer.extend(chunk)
+                for frame in self._split(buffer):
+                    self._frame(frame)
+
+            await self._request(method, path, on_chunk)
+
+    async def _request(self, method: str, path: str, on_chunk: Any = None) -> bytes:
+        """One receiving request on its own connection, closed when done or cancelled.
+
+        Returns the body; with ``on_chunk`` each chunk is handed over as it arrives.
+        """
+        url = urllib.parse.urlsplit(self.url + path)
+        reader, writer = await asyncio.open_connection(url.hostname, url.port)
+        try:
+            target = url.path + (f"?{url.query}" if url.query else "")
+            writer.write(f"{method} {target} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Length: 0\r\n\r\n".encode())
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
+            assert head.startswith("http/1.1 200"), head
+            if "transfer-encoding: chunked" not in head:
+                length = int(re.search(r"content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
+                return await reader.readexactly(length)
+            body = bytearray()
+            while size := int(await reader.readuntil(b"\r\n"), 16):
+                chunk = (await reader.readexactly(size + 2))[:-2]
+                if on_chunk is not None:
+                    on_chunk(chunk)
+                else:
+                    body.extend(chunk)
+            return bytes(body)
+        finally:
+            writer.close()
+
+    def _split(self, buffer: bytearray) -> Iterator[bytes]:
+        """Take the complete frames out of a streaming buffer (preludes dropped)."""
+        if self.transport == "xhr_streaming":
+            while (end := buffer.find(b"\n")) >= 0:
+                line = bytes(buffer[:end])
+                del buffer[: end + 1]
+                if line != b"h" * 2048:
+                    yield line
+        elif self.transport == "eventsource":
+            while (end := buffer.find(b"\r\n\r\n")) >= 0 or buffer.startswith(b"\r\n"):
+                if buffer.startswith(b"\r\n"):  # the prelude
+                    del buffer[:2]
+                    continue
+                event = bytes(buffer[:end])
+                del buffer[: end + 4]
+                assert event.startswith(b"data: "), event
+                yield event[len(b"data: ") :]
+        else:
+            while (match := _HTMLFILE_FRAME.search(buffer)) is not None:
+                literal = bytes(match.group(1))
+                del buffer[: match.end()]
+                yield json.loads(literal).encode()
+
+    def _frame(self, frame: bytes) -> None:
+        if frame == b"h":
+            self.heartbeats += 1
+            return
+        if frame[:1] == b"c":
+            code, reason = json.loads(frame[1:])
+            self.closed = Closed(code, reason)
+        self.frames.put_nowait(frame)
+
+    async def next_frame(self) -> bytes:
+        return await asyncio.wait_for(self.frames.get(), STEP)
+
+    async def receive(self) -> list[Any]:
+        """Return the next WAMP message; raise :class:`Closed` on a close frame."""
+        if not hasattr(self, "_pending"):
+            self._pending: list[list[Any]] = []
+        while not self._pending:
+            frame = await self.next_frame()
+            if frame[:1] == b"c":
+                code, reason = json.loads(frame[1:])
+                raise Closed(code, reason)
+            assert frame[:1] == b"a", frame
+            self._pending.extend(json.loads(text) for text in json.loads(frame[1:]))
+        return self._pending.pop(0)
+
+    async def send(self, *messages: list[Any]) -> None:
+        """Send WAMP messages, one SockJS message each."""
+        texts = json.dumps([json.dumps(message) for message in messages])
+        if self._ws is not None:
+            await self._ws.write_message(texts)
+        elif self.transport == "jsonp":
+            body = urllib.parse.urlencode({"d": texts})
+            response = await fetch(self.url + "/jsonp_send", "POST", body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+            assert (response.code, response.body) == (200, b"ok"), response.body
+        else:
+            response = await fetch(self.url + "/xhr_send", "POST", texts)
+            assert response.code == 204, response.body
+
+    async def join(self, hello: list[Any] = HELLO) -> list[Any]:
+        await self.send(hello)
+        welcome = await self.receive()
+        assert welcome[0] == 2, welcome
+        return welcome
+
+    async def subscribe(self, topic: str, request: int = 1) -> int:
+        await self.send([32, request, {}, topic])
+        subscribed = await self.receive()
+        assert subscribed[:2] == [33, request], subscribed
+        subscription: int = subscribed[2]
+        return subscription
+
+    async def close(self) -> None:
+        if self in SockJSWamp.opened:
+            SockJSWamp.opened.remove(self)
+        if self._ws is not None:
+            self._ws.close()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+
+class RawWamp:
+    """WAMP over a plain WebSocket (the gateway's /ws, or SockJS's raw /websocket)."""
+
+    def __init__(self, connection: tornado.websocket.WebSocketClientConnection) -> None:
+        self.connection = connection
+
+    @classmethod
+    async def connect(cls, url: str, subprotocols: list[str] | None = None) -> RawWamp:
+        request = tornado.httpclient.HTTPRequest(url, request_timeout=STEP)
+        return cls(await tornado.websocket.websocket_connect(request, subprotocols=subprotocols))
+
+    async def send(self, message: list[Any]) -> None:
+        await self.connection.write_message(json.dumps(message))
+
+    async def receive(self) -> list[Any]:
+        data = await asyncio.wait_for(self.connection.read_message(), STEP)
+        assert data is not None, "connection closed"
+        result: list[Any] = json.loads(data)
+        return result
+
+
+async def wait_until(condition: Any, message: str) -> None:
+    """Poll an async condition with a deadline."""
+    deadline = time.monotonic() + STEP
+    while not await condition():
+        assert time.monotonic() < deadline, message
+        await asyncio.sleep(0.05)
+
+
+async def health(gateway: GatewayProcess) -> dict[str, Any]:
+    response = await fetch(f"{gateway.url}/health")
+    result: dict[str, Any] = json.loads(response.body)
+    return result
+
+
+@pytest.fixture(scope="module")
+def shared_gateway() -> Iterator[GatewayProcess]:
+    """One gateway for the transport matrix (each test uses its own session and topic)."""
+    gateway = start_gateway()
+    yield gateway
+    gateway.stop()
+
+
+# Every transport --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_wamp_session_over_each_transport(shared_gateway: GatewayProcess, transport: str) -> None:
+    """HELLO gets WELCOME, SUBSCRIBE gets SUBSCRIBED, and an event published over HTTP arrives, over every SockJS transport."""
+
+    async def scenario() -> None:
+        client = await SockJSWamp.connect(shared_gateway, transport)
+        welcome = await client.join()
+        assert welcome[2]["authrole"] == "anonymous"
+        topic = f"shop.Order{transport}"
+        subscription = await client.subscribe(topic)
+        for n in range(3):
+            await publish(shared_gateway, topic, {"pk": n})
+            event = await client.receive()
+            assert event[:2] == [36, subscription] and event[4][0]["data"] == {"pk": n}, event
+        await client.send([6, {}, "wamp.close.close_realm"])
+        assert await client.receive() == [6, {}, "wamp.close.goodbye_and_out"]
+
+    run(scenario())
+
+
+def test_wamp_session_over_raw_websocket(shared_gateway: GatewayProcess) -> None:
+    """<prefix>/websocket is plain WAMP over WebSocket (no SockJS framing), with or without a subprotocol."""
+
+    async def scenario() -> None:
+        for subprotocols in (None, ["wamp.2.json"]):
+            client = await RawWamp.connect(shared_gateway.url.replace("http", "ws") + "/sockjs/websocket", subprotocols)
+            await client.send(HELLO)
+            assert (await client.receive())[0] == 2
+            await client.send([32, 1, {}, "raw.topic"])
+            subscription = (await client.receive())[2]
+            await publish(shared_gateway, "raw.topic", {"raw": True})
+            event = await client.receive()
+            assert event[:2] == [36, subscription] and event[4][0]["data"] == {"raw": True}
+            client.connection.close()
+
+    run(scenario())
+
+
+def test_streaming_response_ends_at_the_limit_and_the_session_continues(gateway_process: Any) -> None:
+    """Past --sockjs-response-limit a streaming response ends; the next one continues the same session."""
+    gateway = gateway_process("--sockjs-response-limit", "2K")
+
+    async def scenario() -> None:
+        client = await SockJSWamp.connect(gateway, "xhr_streaming")
+        await client.join()  # WELCOME alone is over 300 bytes
+        subscription = await client.subscribe("big")
+        for n in range(10):
+            await publish(gateway, "big", {"n": n, "pad": "x" * 400})
+            event = await client.receive()
+            assert event[1] == subscription and event[4][0]["data"]["n"] == n
+
+    run(scenario())
+
+
+# Bad input -----------------------------------------------------------------------------
+
+
+def test_bad_input_gets_protocol_errors_and_other_sessions_carry_on(gateway_process: Any) -> None:
+    """Malformed arrays, unknown sessions, oversized posts, bad callbacks, broken framing and floods get the protocol's answers; a good session still gets events."""
+    gateway = gateway_process("--max-message-size", "4K")
+
+    async def scenario() -> None:
+        good = await SockJSWamp.connect(gateway, "xhr_streaming")
+        await good.join()
+        subscription = await good.subscribe("watch")
+        victim = await SockJSWamp.connect(gateway, "xhr")
+        send = victim.url + "/xhr_send"
+
+        async def expect(url: str, body: bytes | str, status: int, text: bytes, **headers: str) -> None:
+            response = await fetch(url, "POST", body, headers=headers)
+            assert response.code == status and text in response.body, (url, body, response.code, response.body)
+
+        for body in ['["x', "{}", "[1]", '"a"', "\xff"]:
+            await expect(send, body, 500, b"Broken JSON encoding.")
+        await expect(send, "", 500, b"Payload expected.")
+        await expect(f"{gateway.url}/sockjs/000/{uuid.uuid4().hex}/xhr_send", '["x"]', 404, b"")
+        await expect(send, json.dumps(["x" * 5000]), 413, b"Payload too large.")
+        await expect(victim.url + "/jsonp_send", "p=p", 500, b"Payload expected.", **{"Content-Type": "application/x-www-form-urlencoded"})
+        for callback in ["", "%20", "abc(", "a%3Cb"]:
+            response = await fetch(f"{victim.url}/jsonp?c={callback}")
+            assert response.code == 500 and b"callback" in response.body
+        response = await fetch(f"{gateway.url}/sockjs/000/{uuid.uuid4().hex}/websocket")
+        assert response.code == 400
+        response = await fetch(f"{gateway.url}/sockjs/000/{uuid.uuid4().hex}/xhr")
+        assert response.code == 405 and response.headers["Allow"] == "OPTIONS, POST"
+
+        # Broken SockJS framing on a WebSocket ends that WebSocket only.
+        broken = await SockJSWamp.connect(gateway, "websocket")
+        assert broken._ws is not None
+        await broken._ws.write_message('["unterminated')
+        with pytest.raises(Closed):
+            await broken.receive()
+        # A bad WAMP message inside valid SockJS framing: ABORT and c[1002,...] for that session.
+        await victim.send([32, 1, {}, "subscribe before hello"])
+        abort = await victim.receive()
+        assert abort[0] == 3 and abort[2] == "wamp.error.protocol_violation"
+        with pytest.raises(Closed) as closed:
+            await victim.receive()
+        assert (closed.value.code, closed.value.reason) == (1002, "wamp.error.protocol_violation")
+        # A flood of sends to a fresh session.
+        flooder = await SockJSWamp.connect(gateway, "xhr")
+        results = await asyncio.gather(*(fetch(flooder.url + "/xhr_send", "POST", '["[1, \\"nope\\""]') for _ in range(100)))
+        assert {r.code for r in results} == {204}
+
+        await publish(gateway, "watch", {"still": "here"})
+        event = await good.receive()
+        assert event[:2] == [36, subscription] and event[4][0]["data"] == {"still": "here"}
+        assert gateway.alive()
+
+    run(scenario())
+
+
+def test_second_receiver_gets_2010(gateway: GatewayProcess) -> None:
+    """A second receiving request while one is open gets c[2010,"Another connection still open"]; the first keeps working."""
+
+    async def scenario() -> None:
+        first = await SockJSWamp.connect(gateway, "xhr_streaming")
+        second = SockJSWamp(gateway.url + "/sockjs", "xhr_streaming", session_id=first.url.rsplit("/", 1)[1])
+        second._task = asyncio.ensure_future(second._stream())
+        assert await second.next_frame() == b'c[2010,"Another connection still open"]'
+        await first.join()
+
+    run(scenario())
+
+
+# Session lifetime ----------------------------------------------------------------------
+
+
+def test_heartbeats_and_session_timeout(gateway_process: Any) -> None:
+    """Heartbeats reach an idle receiver; a session left without a receiver times out and its WAMP session goes."""
+    gateway = gateway_process("--sockjs-heartbeat", "0.2", "--sockjs-disconnect-delay", "0.5")
+
+    async def scenario() -> None:
+        streaming = await SockJSWamp.connect(gateway, "xhr_streaming")
+        await wait_until(lambda: _true(streaming.heartbeats >= 2), "no heartbeats on an idle stream")
+        await streaming.close()
+        polling = await SockJSWamp.connect(gateway, "xhr")
+        await polling.join()
+        assert (await health(gateway))["sessions"] == 1
+        session_url = polling.url
+        await polling.close()  # no receiver any more: 1002, then the timeout
+        await wait_until(
+            lambda: _status(session_url + "/xhr_send", 404), "the session did not time out after --sockjs-disconnect-delay"
+        )
+        await wait_until(lambda: _health_is(gateway, sessions=0, connections=0), "the WAMP session outlived its SockJS session")
+
+    run(scenario())
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _status(url: str, status: int) -> bool:
+    return (await fetch(url, "POST", '["x"]')).code == status
+
+
+async def _health_is(gateway: GatewayProcess, **expected: int) -> bool:
+    current = await health(gateway)
+    return all(current[name] == value for name, value in expected.items())
+
+
+def test_sockjs_sessions_count_as_connections(gateway: GatewayProcess) -> None:
+    """An open SockJS session counts in /health and /metrics like a WebSocket connection."""
+
+    async def scenario() -> None:
+        client = await SockJSWamp.connect(gateway, "eventsource")
+        await client.join()
+        assert (await health(gateway))["connections"] == 1
+        metrics = (await fetch(f"{gateway.url}/metrics")).body.decode()
+        assert "telegraphy_connections 1" in metrics and "telegraphy_connections_opened_total 1" in metrics
+
+    run(scenario())
+
+
+def test_shutdown_says_goodbye_over_sockjs(gateway_process: Any) -> None:
+    """On SIGTERM a SockJS session gets GOODBYE (system_shutdown), then c[1001,...] after the grace period; the gateway exits cleanly."""
+    gateway = gateway_process()
+
+    async def scenario() -> int:
+        client = await SockJSWamp.connect(gateway, "xhr_streaming")
+        await client.join()
+        stopped = asyncio.ensure_future(asyncio.to_thread(gateway.stop))  # SIGTERM, then wait for the exit
+        goodbye = await client.receive()
+        assert goodbye[0] == 6 and goodbye[2] == "wamp.close.system_shutdown", goodbye
+        # The listener is closed by now: a polling client could not answer.
+        with pytest.raises(Closed) as closed:
+            await client.receive()
+        assert closed.value.code == 1001
+        status: int = await stopped
+        return status
+
+    assert run(scenario()) == 0
+
+
+# SockJS and WebSocket together -------------------------------------------------------------
+
+
+async def ticket_join(send: Any, receive: Any, secret: str, user: str) -> list[Any]:
+    """Authenticate with a connect token as WAMP ticket; return WELCOME."""
+    await send([1, REALM, {"roles": {"subscriber": {}, "publisher": {}}, "authmethods": ["ticket"], "authid": user}])
+    challenge = await receive()
+    assert challenge[:2] == [4, "ticket"], challenge
+    await send([5, mint_connect_token(secret, user), {}])
+    welcome = await receive()
+    assert welcome[0] == 2 and welcome[2]["authid"] == user, welcome
+    return welcome
+
+
+def test_sockjs_and_websocket_sessions_exchange_events(gateway: GatewayProcess) -> None:
+    """A ticket-authenticated WAMP session over SockJS and one over plain WebSocket publish to each other."""
+    assert gateway.secret is not None
+    secret = gateway.secret
+
+    async def scenario() -> None:
+        sockjs = await SockJSWamp.connect(gateway, "xhr_streaming")
+        await ticket_join(sockjs.send, sockjs.receive, secret, "u1")
+        websocket = await RawWamp.connect(gateway.ws_url, ["wamp.2.json"])
+        await ticket_join(websocket.send, websocket.receive, secret, "u2")
+        on_sockjs = await sockjs.subscribe("chat.to_sockjs")
+        await websocket.send([32, 1, {}, "chat.to_websocket"])
+        on_websocket = (await websocket.receive())[2]
+
+        await websocket.send([16, 2, {"acknowledge": True, "disclose_me": True}, "chat.to_sockjs", ["hello from websocket"]])
+        assert (await websocket.receive())[:2] == [17, 2]
+        event = await sockjs.receive()
+        assert event[:2] == [36, on_sockjs] and event[4] == ["hello from websocket"] and event[3]["publisher_authid"] == "u2"
+
+        await sockjs.send([16, 2, {"acknowledge": True}, "chat.to_websocket", ["hello from sockjs"], {"via": "xhr_streaming"}])
+        assert (await sockjs.receive())[:2] == [17, 2]
+        event = await websocket.receive()
+        assert event[:2] == [36, on_websocket] and event[4:] == [["hello from sockjs"], {"via": "xhr_streaming"}]
+        websocket.connection.close()
+
+    run(scenario())
+
+
+# Endpoints, origins, options -----------------------------------------------------------------
+
+
+def test_origins_follow_allowed_origins(gateway_process: Any) -> None:
+    """A foreign Origin gets 403 on SockJS endpoints; same-host and --allowed-origins pages get CORS echoed."""
+    gateway = gateway_process("--allowed-origins", "https://app.example")
+
+    async def scenario() -> None:
+        base = gateway.url + "/sockjs"
+        session = f"{base}/000/{uuid.uuid4().hex}"
+        for url, method in [(base + "/info", "GET"), (session + "/xhr", "POST"), (session + "/xhr_send", "OPTIONS")]:
+            refused = await fetch(url, method, headers={"Origin": "https://evil.example"})
+            assert refused.code == 403, (url, refused.code)
+        allowed = await fetch(base + "/info", headers={"Origin": "https://app.example"})
+        assert allowed.code == 200
+        assert allowed.headers["Access-Control-Allow-Origin"] == "https://app.example"
+        assert allowed.headers["Access-Control-Allow-Credentials"] == "true"
+        same_host = await fetch(session + "/xhr", "POST", headers={"Origin": gateway.url})
+        assert same_host.code == 200 and same_host.body == b"o\n"
+        no_origin = await fetch(base + "/info")
+        assert no_origin.headers["Access-Control-Allow-Origin"] == "*"
+        ws = base.replace("http", "ws") + f"/000/{uuid.uuid4().hex}/websocket"
+        with pytest.raises(tornado.httpclient.HTTPClientError) as refused_ws:
+            await tornado.websocket.websocket_connect(tornado.httpclient.HTTPRequest(ws, headers={"Origin": "https://evil.example"}))
+        assert refused_ws.value.code == 403
+
+    run(scenario())
+
+
+def test_info_iframe_and_preflight(gateway_process: Any) -> None:
+    """/info describes the service, the iframe page loads --sockjs-client-url with an ETag, preflights are cacheable."""
+    gateway = gateway_process("--sockjs-client-url", "/static/sockjs.min.js", "--sockjs-cookie")
+
+    async def scenario() -> None:
+        base = gateway.url + "/sockjs"
+        info = await fetch(base + "/info")
+        document = json.loads(info.body)
+        assert document["websocket"] is True and document["cookie_needed"] is True and document["origins"] == ["*:*"]
+        assert info.headers["Cache-Control"] == "no-store, no-cache, no-transform, must-revalidate, max-age=0"
+        iframe = await fetch(base + "/iframe-1.6.1.html")
+        assert iframe.code == 200 and b'<script src="/static/sockjs.min.js"></script>' in iframe.body
+        again = await fetch(base + "/iframe.html", headers={"If-None-Match": iframe.headers["Etag"]})
+        assert again.code == 304
+        preflight = await fetch(f"{base}/000/abc/xhr", "OPTIONS", headers={"Origin": gateway.url, "Access-Control-Request-Headers": "x-a"})
+        assert preflight.code == 204
+        assert preflight.headers["Access-Control-Allow-Headers"] == "x-a"
+        assert int(preflight.headers["Access-Control-Max-Age"]) >= 31536000
+        polled = await fetch(f"{base}/000/{uuid.uuid4().hex}/xhr", "POST", headers={"Cookie": "JSESSIONID=node7"})
+        assert polled.headers["Set-Cookie"] == "JSESSIONID=node7; Path=/"
+        greeting = await fetch(base)
+        assert greeting.body == b"Welcome to SockJS!\n"
+
+    run(scenario())
+
+
+def test_paths_and_test_endpoints_follow_the_flags(gateway_process: Any) -> None:
+    """--sockjs-path moves the endpoint, --no-sockjs removes it, --sockjs-test-endpoints adds /echo and friends."""
+    moved = gateway_process("--sockjs-path", "/realtime/", "--sockjs-test-endpoints")
+    off = gateway_process("--no-sockjs")
+
+    async def scenario() -> None:
+        assert (await fetch(moved.url + "/realtime/info")).code == 200
+        assert (await fetch(moved.url + "/sockjs/info")).code == 404
+        assert json.loads((await fetch(moved.url + "/disabled_websocket_echo/info")).body)["websocket"] is False
+        echo = SockJSWamp(moved.url + "/echo", "xhr")
+        echo._task = asyncio.ensure_future(echo._poll())
+        assert await echo.next_frame() == b"o"
+        await fetch(echo.url + "/xhr_send", "POST", '["ping"]')
+        assert await echo.next_frame() == b'a["ping"]'
+        assert (await fetch(off.url + "/sockjs/info")).code == 404
+        assert (await fetch(off.url + "/echo/info")).code == 404
+
+    run(scenario())
