@@ -24,6 +24,7 @@ import {
   CallbackError, ConnectionError, ProtocolError, TelegraphyError, UsageError, WampError,
 } from './errors.js';
 import { Session, SessionState } from './session.js';
+import { resolveSockJSUrl, SockJSTransport } from './sockjs.js';
 import { Subscription, EventType } from './subscription.js';
 import { globalScope, resolveUrl, WebSocketTransport } from './transport.js';
 
@@ -54,6 +55,12 @@ export const AUTH_FAILURES = Object.freeze([
   'wamp.error.cannot_authenticate',
 ]);
 
+/** The built-in transports, by the names the `transports` option takes. */
+export const TRANSPORTS = Object.freeze({
+  websocket: WebSocketTransport,
+  sockjs: SockJSTransport,
+});
+
 /** Configuration defaults; see configure(). */
 export const DEFAULT_CONFIG = Object.freeze({
   url: 'ws://127.0.0.1:9000/ws',
@@ -65,8 +72,13 @@ export const DEFAULT_CONFIG = Object.freeze({
   autoConnect: true,
   resume: true,
   closeTimeout: 2000,
-  transports: null,
+  transports: Object.freeze(['websocket', 'sockjs']),
+  connectTimeout: 5000,
+  sockjsUrl: null,
+  sockjsTransports: null,
+  sockjsScriptUrl: null,
   WebSocket: null,
+  SockJS: null,
   timers: null,
   random: null,
 });
@@ -82,12 +94,28 @@ const OPTION_CHECKS = {
   autoConnect: (v) => (typeof v === 'boolean' ? '' : 'a boolean'),
   resume: (v) => (typeof v === 'boolean' ? '' : 'a boolean'),
   closeTimeout: (v) => (typeof v === 'number' && v >= 0 ? '' : 'a number of milliseconds'),
-  transports: (v) => (v === null || (Array.isArray(v) && v.length > 0) ? '' : 'a non-empty array of transport classes, or null'),
+  transports: (v) => (v === null || (Array.isArray(v) && v.length > 0 && v.every(isTransport))
+    ? '' : 'a non-empty array of transport names (' + Object.keys(TRANSPORTS).join(', ') + ') or classes, or null'),
+  connectTimeout: (v) => (typeof v === 'number' && v >= 0 ? '' : 'a number of milliseconds (0: no timeout)'),
+  sockjsUrl: (v) => (v === null || (typeof v === 'string' && v.length > 0) ? '' : 'a non-empty string, or null'),
+  sockjsTransports: (v) => (v === null || (typeof v === 'string' && v.length > 0)
+    || (Array.isArray(v) && v.length > 0 && v.every((name) => typeof name === 'string' && name.length > 0))
+    ? '' : "a non-empty array of SockJS transport names (e.g. ['xhr-polling']), or null"),
+  sockjsScriptUrl: (v) => (v === null || (typeof v === 'string' && v.length > 0) ? '' : 'a non-empty string, or null'),
   WebSocket: (v) => (v === null || typeof v === 'function' ? '' : 'a WebSocket class, or null'),
+  SockJS: (v) => (v === null || typeof v === 'function' ? '' : 'a SockJS class, or null'),
   timers: (v) => (v === null || (v && typeof v.setTimeout === 'function' && typeof v.clearTimeout === 'function')
     ? '' : '{setTimeout, clearTimeout}, or null'),
   random: (v) => (v === null || typeof v === 'function' ? '' : 'a function returning [0, 1), or null'),
 };
+
+/** Whether `value` names a built-in transport or is a transport class. */
+function isTransport(value) {
+  if (typeof value === 'string') {
+    return Object.prototype.hasOwnProperty.call(TRANSPORTS, value);
+  }
+  return Boolean(value) && typeof value.isAvailable === 'function' && typeof value.transportName === 'string';
+}
 
 // Bound so that methods called on another object do not hit "Illegal invocation".
 const DEFAULT_TIMERS = {
@@ -122,6 +150,9 @@ export class TelegraphyClient {
     this._connectSerial = 0;
     this._reconnectTimer = null;
     this._closeTimer = null;
+    this._connectTimer = null;
+    /** Name of the transport of the last session that opened; tried first next time. */
+    this._preferredTransport = null;
     this._wampClose = null;
     this._fatal = null;
     /** @type {Set<Subscription>} */
@@ -161,10 +192,22 @@ export class TelegraphyClient {
    * - `resume` default true: on reconnect, ask the gateway to resume the
    *   session (restored subscriptions, missed events; see README "Resume")
    * - `closeTimeout` ms to wait for the router's GOODBYE, default 2000
-   * - `transports` transport classes to use, in order of preference
-   *   (default [WebSocketTransport])
-   * - `WebSocket`, `timers` ({setTimeout, clearTimeout}), `random`: stand-ins
-   *   for the browser's, mostly for tests
+   * - `transports` transports to try, in order: names ('websocket',
+   *   'sockjs') or transport classes; default ['websocket', 'sockjs']. One
+   *   that cannot run here (no `WebSocket`; no SockJS and no
+   *   `sockjsScriptUrl`) is skipped. One that fails before the session opens
+   *   hands over to the next at once; the one that last opened a session is
+   *   tried first on reconnect
+   * - `connectTimeout` ms a transport may take to open before the next one
+   *   is tried, default 5000 (0: wait for it); the last one tried gets no limit
+   * - `sockjsUrl` the gateway's SockJS URL; default derived from `url`
+   *   (ws://host:9000/ws → http://host:9000/sockjs)
+   * - `sockjsTransports` SockJS's `transports` option, e.g. ['xhr-polling'];
+   *   default null: SockJS picks
+   * - `sockjsScriptUrl` where to load sockjs-client from when the page has no
+   *   `window.SockJS` (the Django tag sets the vendored copy)
+   * - `WebSocket`, `SockJS`, `timers` ({setTimeout, clearTimeout}), `random`:
+   *   stand-ins for the browser's, mostly for tests
    *
    * Changes apply from the next connection. With `autoConnect`, a
    * disconnected client connects once the current script task's microtasks run.
@@ -213,7 +256,10 @@ export class TelegraphyClient {
 
   /**
    * Listen to a connection event:
-   * - 'connect' `fn({sessionId, transport, details, resumed, recovered})`:
+   * - 'connect' `fn({sessionId, transport, sockjsTransport, details, resumed, recovered})`:
+   *   `transport` 'websocket' or 'sockjs', `sockjsTransport` SockJS's own
+   *   transport ('websocket', 'xhr-streaming', 'xhr-polling', …; null when
+   *   not over SockJS or unknown),
    *   `resumed` true when the gateway resumed the earlier session,
    *   `recovered` its `{topic: boolean}` (`{}` when not resumed)
    * - 'disconnect' `fn({code, reason, willReconnect, delay})`
@@ -398,42 +444,135 @@ export class TelegraphyClient {
   }
 
   _startTransport(ticket, serial) {
-    const transports = this._config.transports || [WebSocketTransport];
-    const transportConfig = { WebSocket: this._config.WebSocket, url: null };
-    let transport = null;
+    const names = [];
+    let candidates;
+    const transportConfig = {
+      url: null,
+      WebSocket: this._config.WebSocket,
+      SockJS: this._config.SockJS,
+      sockjsUrl: this._config.sockjsUrl,
+      sockjsTransports: this._config.sockjsTransports,
+      sockjsScriptUrl: this._config.sockjsScriptUrl,
+    };
     try {
-      transportConfig.url = resolveUrl(this._config.url, globalScope().location);
-      const TransportClass = transports.find((candidate) => candidate.isAvailable(transportConfig));
-      if (!TransportClass) {
-        throw new UsageError('no transport available (tried '
-          + transports.map((candidate) => candidate.transportName).join(', ') + ')');
+      const location = globalScope().location;
+      transportConfig.url = resolveUrl(this._config.url, location);
+      if (transportConfig.sockjsUrl) {
+        transportConfig.sockjsUrl = resolveSockJSUrl(transportConfig.sockjsUrl, location);
       }
-      const handlers = {
-        onOpen: () => {
-          if (this._transport === transport && serial === this._connectSerial) {
-            this._transportOpened(ticket);
-          }
-        },
-        onMessage: (data) => {
-          if (this._transport === transport) {
-            this._session.receiveText(data);
-          }
-        },
-        onClose: (info) => {
-          if (this._transport === transport) {
-            this._connectionLost(info);
-          }
-        },
-      };
-      transport = new TransportClass(transportConfig, handlers);
+      candidates = this._transportCandidates(names).filter((candidate) => candidate.isAvailable(transportConfig));
+      if (!candidates.length) {
+        throw new UsageError('no transport available (tried ' + names.join(', ') + ')');
+      }
     } catch (err) {
-      // A bad URL or a missing WebSocket will not fix itself: stop here.
+      // A bad URL or no way to connect at all will not fix itself: stop here.
       this._fatal = err;
       this._reportError(err);
       this._connectionLost({ code: null, reason: err.message, wasClean: false });
       return;
     }
+    this._tryTransport(candidates, 0, transportConfig, ticket, serial, null);
+  }
+
+  /**
+   * The configured transport classes, the preferred one first.
+   * @param {string[]} names filled with their names, in configured order
+   * @returns {Function[]}
+   */
+  _transportCandidates(names) {
+    const classes = (this._config.transports || DEFAULT_CONFIG.transports)
+      .map((entry) => (typeof entry === 'string' ? TRANSPORTS[entry] : entry));
+    classes.forEach((TransportClass) => names.push(TransportClass.transportName));
+    const preferred = classes.findIndex((TransportClass) => TransportClass.transportName === this._preferredTransport);
+    if (preferred > 0) {
+      classes.unshift(classes.splice(preferred, 1)[0]);
+    }
+    return classes;
+  }
+
+  /**
+   * Start `candidates[index]`; if it fails before its session opens (and
+   * the client still wants to connect), go on with the next one. When none
+   * is left, the connection is lost with the last failure.
+   */
+  _tryTransport(candidates, index, transportConfig, ticket, serial, lastFailure) {
+    if (index >= candidates.length) {
+      this._connectionLost(lastFailure || { code: null, reason: 'no transport opened', wasClean: false });
+      return;
+    }
+    const TransportClass = candidates[index];
+    const isLast = index === candidates.length - 1;
+    let transport = null;
+    let opened = false;
+    const current = () => transport !== null && this._transport === transport;
+    const nextTransport = (info) => {
+      this._clearConnectTimer();
+      this._transport = null;
+      this._session.transportClosed(info);
+      this._tryTransport(candidates, index + 1, transportConfig, ticket, serial, info);
+    };
+    const handlers = {
+      onOpen: () => {
+        if (current() && serial === this._connectSerial) {
+          opened = true;
+          this._clearConnectTimer();
+          this._transportOpened(ticket);
+        }
+      },
+      onMessage: (data) => {
+        if (current()) {
+          this._session.receiveText(data);
+        }
+      },
+      onClose: (info) => {
+        if (!current()) {
+          return;
+        }
+        // Did not work (never opened, or closed before WELCOME without an
+        // ABORT): the next transport may. Anything else is a lost connection.
+        const failedEarly = this._state === ConnectionState.CONNECTING && !this._wampClose;
+        if (failedEarly && !isLast && this._wantConnected && !this._fatal && serial === this._connectSerial) {
+          nextTransport(info);
+        } else {
+          this._connectionLost(info);
+        }
+      },
+    };
+    try {
+      transport = new TransportClass(transportConfig, handlers);
+    } catch (err) {
+      if (isLast) {
+        // Nothing else to try, and a refused URL will not fix itself.
+        this._fatal = err;
+        this._reportError(err);
+        this._connectionLost({ code: null, reason: err.message, wasClean: false });
+      } else {
+        this._reportError(err);
+        this._tryTransport(candidates, index + 1, transportConfig, ticket, serial,
+          { code: null, reason: err.message, wasClean: false });
+      }
+      return;
+    }
     this._transport = transport;
+    const timeout = this._config.connectTimeout;
+    if (timeout > 0 && !isLast) {
+      this._connectTimer = this._timers().setTimeout(() => {
+        this._connectTimer = null;
+        if (current() && !opened) {
+          const info = { code: null, reason: TransportClass.transportName + ' did not open within ' + timeout + ' ms', wasClean: false };
+          this._transport = null; // its close event, whenever it comes, is ignored
+          transport.close(1000, 'connect timeout');
+          nextTransport(info);
+        }
+      }, timeout);
+    }
+  }
+
+  _clearConnectTimer() {
+    if (this._connectTimer !== null) {
+      this._timers().clearTimeout(this._connectTimer);
+      this._connectTimer = null;
+    }
   }
 
   _transportOpened(ticket) {
@@ -453,10 +592,15 @@ export class TelegraphyClient {
 
   _sessionOpened(info) {
     this._attempt = 0;
+    const transport = this._transport;
+    if (transport) {
+      this._preferredTransport = transport.name;
+    }
     this._setState(ConnectionState.CONNECTED);
     this._emitter.emit('connect', {
       sessionId: info.sessionId,
-      transport: this._transport ? this._transport.name : null,
+      transport: transport ? transport.name : null,
+      sockjsTransport: (transport && transport.subTransport) || null,
       details: info.details,
       resumed: info.resumed,
       recovered: info.recovered,
@@ -487,6 +631,7 @@ export class TelegraphyClient {
   }
 
   _connectionLost(info) {
+    this._clearConnectTimer();
     if (this._closeTimer !== null) {
       this._timers().clearTimeout(this._closeTimer);
       this._closeTimer = null;
@@ -628,6 +773,7 @@ Object.defineProperties(Telegraphy, {
   Subscription: { value: Subscription },
   Session: { value: Session },
   WebSocketTransport: { value: WebSocketTransport },
+  SockJSTransport: { value: SockJSTransport },
   ConnectionState: { value: ConnectionState },
   EventType: { value: EventType },
   MessageType: { value: MessageType },

@@ -60,7 +60,7 @@ describe('client: connecting', () => {
     assert.equal(client.state, 'connected');
     assert.equal(client.sessionId, 4242);
     assert.deepEqual(log.connects, [{
-      sessionId: 4242, transport: 'websocket', details: { roles: { broker: {} }, authid: 'anon' }, resumed: false, recovered: {},
+      sessionId: 4242, transport: 'websocket', sockjsTransport: null, details: { roles: { broker: {} }, authid: 'anon' }, resumed: false, recovered: {},
     }]);
     assert.deepEqual(log.states, ['connecting', 'connected']);
   });

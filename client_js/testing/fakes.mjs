@@ -133,3 +133,121 @@ export async function until(predicate, what) {
   }
   throw new Error('timed out waiting for ' + what);
 }
+
+/**
+ * A fresh fake SockJS class (sockjs-client's API) with its own list of
+ * instances: `new SockJS(url, null, {transports})`, `onopen`,
+ * `onmessage({data})`, `onclose({code, reason, wasClean})`, `send`, `close`,
+ * and `transport` (the SockJS transport in use) once open.
+ * The test plays the server: `sock.open('xhr-polling')`, `sock.receive([...])`,
+ * `sock.drop(code, reason)`.
+ * @returns {typeof Object & {instances: Object[], last: Object}}
+ */
+export function makeFakeSockJS() {
+  class FakeSockJS {
+    constructor(url, reserved, options) {
+      this.url = url;
+      this.reserved = reserved;
+      this.options = options;
+      this.readyState = 0;
+      this.transport = undefined;
+      this.sent = [];
+      this.closeCalls = [];
+      this.onopen = null;
+      this.onmessage = null;
+      this.onclose = null;
+      FakeSockJS.instances.push(this);
+    }
+
+    static get last() {
+      return FakeSockJS.instances[FakeSockJS.instances.length - 1];
+    }
+
+    send(data) {
+      if (this.readyState !== 1) {
+        throw new Error('InvalidStateError: The connection has not been established yet');
+      }
+      this.sent.push(data);
+    }
+
+    /** Like sockjs-client: only 1000 and 3000–4999; the close event comes later. */
+    close(code, reason) {
+      if (code && !(code === 1000 || (code >= 3000 && code <= 4999))) {
+        throw new Error('InvalidAccessError: Invalid code');
+      }
+      this.closeCalls.push([code, reason]);
+      if (this.readyState >= 2) return;
+      this.readyState = 2;
+      Promise.resolve().then(() => this._closed({ code: code || 1000, reason: reason || 'Normal closure', wasClean: true }));
+    }
+
+    // ---- server side ----
+
+    open(transport = 'websocket') {
+      this.readyState = 1;
+      this.transport = transport;
+      this.onopen({ type: 'open' });
+    }
+
+    receive(message) {
+      this.onmessage({ type: 'message', data: JSON.stringify(message) });
+    }
+
+    receiveRaw(data) {
+      this.onmessage({ type: 'message', data });
+    }
+
+    /** The session ends from the server's side, or SockJS gives up (2000: all transports failed). */
+    drop(code = 1006, reason = 'Connection lost') {
+      this._closed({ code, reason, wasClean: false });
+    }
+
+    /** Parsed WAMP arrays the client sent. */
+    get messages() {
+      return this.sent.map((text) => JSON.parse(text));
+    }
+
+    messagesOfType(type) {
+      return this.messages.filter((message) => message[0] === type);
+    }
+
+    _closed(event) {
+      if (this.readyState === 3) return;
+      this.readyState = 3;
+      if (this.onclose) this.onclose(Object.assign({ type: 'close' }, event));
+    }
+  }
+  FakeSockJS.instances = [];
+  return FakeSockJS;
+}
+
+/**
+ * A fake `document` that records injected <script> elements; the test
+ * decides when one loads (`script.onload()`) or fails (`script.onerror()`).
+ * @returns {{createElement: Function, head: Object, scripts: Object[]}}
+ */
+export function makeFakeDocument() {
+  const head = {
+    children: [],
+    appendChild(node) {
+      node.parentNode = head;
+      head.children.push(node);
+      return node;
+    },
+    removeChild(node) {
+      head.children.splice(head.children.indexOf(node), 1);
+      node.parentNode = null;
+      return node;
+    },
+  };
+  const document = {
+    head,
+    scripts: [],
+    createElement(tag) {
+      const element = { tagName: tag.toUpperCase(), src: '', async: false, onload: null, onerror: null, parentNode: null };
+      if (tag === 'script') document.scripts.push(element);
+      return element;
+    },
+  };
+  return document;
+}

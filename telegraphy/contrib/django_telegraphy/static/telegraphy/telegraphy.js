@@ -1371,6 +1371,450 @@ class Session {
   }
 }
 
+// ---- src/transport.js ----
+
+/**
+ * Transports: how WAMP text frames reach the router.
+ *
+ * The client talks to a transport only through this small interface, so a
+ * SockJS transport can be plugged in beside the WebSocket one later:
+ *
+ *     class SomeTransport {
+ *       static isAvailable(config) → boolean    // can it run here?
+ *       constructor(config, handlers)           // starts connecting at once
+ *       get name() → string                     // 'websocket', 'sockjs', …
+ *       send(text)                              // one wamp.2.json frame
+ *       close(code, reason)                     // onClose follows, once
+ *     }
+ *     SomeTransport.transportName = 'some';
+ *
+ * `config` is `{url, WebSocket, protocols}`; `handlers` is
+ * `{onOpen(), onMessage(data), onClose({code, reason, wasClean})}`.
+ * A transport calls `onClose` exactly once, including when it never opened.
+ *
+ * @module transport
+ */
+
+
+// WebSocket.readyState values (RFC 6455 API); fakes need not define the constants.
+const WS_OPEN = 1;
+
+/**
+ * The global object in browsers, workers and Node alike.
+ * @returns {Object}
+ */
+function globalScope() {
+  if (typeof globalThis !== 'undefined') return globalThis;
+  if (typeof self !== 'undefined') return self;
+  if (typeof window !== 'undefined') return window;
+  return {};
+}
+
+/**
+ * Make a WebSocket URL absolute: "/ws" on https://example.com becomes
+ * "wss://example.com/ws"; http(s) URLs become ws(s) URLs.
+ * @param {string} url
+ * @param {?{protocol: string, host: string}} location the page location, if any
+ * @returns {string}
+ */
+function resolveUrl(url, location) {
+  if (/^wss?:\/\//i.test(url)) {
+    return url;
+  }
+  if (/^https?:\/\//i.test(url)) {
+    return url.replace(/^http/i, 'ws');
+  }
+  if (url.charAt(0) === '/' && location && location.host) {
+    const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
+    return scheme + location.host + url;
+  }
+  throw new UsageError('url must be a ws://, wss:// or http(s):// URL or an absolute path, got ' + JSON.stringify(url));
+}
+
+/**
+ * WAMP over WebSocket, subprotocol "wamp.2.json".
+ */
+class WebSocketTransport {
+  /**
+   * @param {{url: string, WebSocket?: Function, protocols?: string[]}} config
+   * @returns {boolean} whether a WebSocket class is available
+   */
+  static isAvailable(config) {
+    return typeof ((config && config.WebSocket) || globalScope().WebSocket) === 'function';
+  }
+
+  /**
+   * Open a WebSocket to `config.url` at once.
+   * @param {{url: string, WebSocket?: Function, protocols?: string[]}} config
+   * @param {{onOpen: function(): void, onMessage: function(*): void,
+   *          onClose: function({code: ?number, reason: string, wasClean: boolean}): void}} handlers
+   * @throws {UsageError} when no WebSocket class exists or the URL is refused
+   */
+  constructor(config, handlers) {
+    const WebSocketClass = config.WebSocket || globalScope().WebSocket;
+    if (typeof WebSocketClass !== 'function') {
+      throw new UsageError('no WebSocket implementation available (pass one as the WebSocket option)');
+    }
+    this._handlers = handlers;
+    this._closed = false;
+    this._protocols = config.protocols || [SUBPROTOCOL];
+    try {
+      this._ws = new WebSocketClass(config.url, this._protocols);
+    } catch (err) {
+      throw new UsageError('cannot open WebSocket to ' + JSON.stringify(config.url) + ': '
+        + (err && err.message ? err.message : String(err)));
+    }
+    this._ws.onopen = () => this._onOpen();
+    this._ws.onmessage = (event) => {
+      if (!this._closed) {
+        this._handlers.onMessage(event.data);
+      }
+    };
+    // Browsers say nothing useful in 'error'; the 'close' that follows carries the code.
+    this._ws.onerror = () => {};
+    this._ws.onclose = (event) => this._finish({
+      code: event && typeof event.code === 'number' ? event.code : null,
+      reason: (event && event.reason) || '',
+      wasClean: Boolean(event && event.wasClean),
+    });
+  }
+
+  /** @returns {string} "websocket" */
+  get name() {
+    return WebSocketTransport.transportName;
+  }
+
+  /**
+   * Send one text frame.
+   * @param {string} text
+   * @throws {ConnectionError} when the socket is not open
+   */
+  send(text) {
+    if (this._closed || this._ws.readyState !== WS_OPEN) {
+      throw new ConnectionError('websocket is not open', { code: null, reason: 'not open' });
+    }
+    this._ws.send(text);
+  }
+
+  /**
+   * Start closing. `onClose` follows when the socket is closed.
+   * @param {number=} code 1000 or 3000–4999 (what browsers allow); default 1000
+   * @param {string=} reason
+   */
+  close(code, reason) {
+    if (this._closed) {
+      return;
+    }
+    const closeCode = code === 1000 || (code >= 3000 && code <= 4999) ? code : 1000;
+    try {
+      this._ws.close(closeCode, reason || '');
+    } catch (err) {
+      this._finish({ code: closeCode, reason: reason || '', wasClean: false });
+    }
+  }
+
+  _onOpen() {
+    if (this._closed) {
+      return;
+    }
+    // RFC 6455 §4.1: the server picks one of the offered subprotocols, or none.
+    const chosen = this._ws.protocol || '';
+    if (chosen && this._protocols.indexOf(chosen) < 0) {
+      this.close(1000, 'unsupported subprotocol');
+      return;
+    }
+    this._handlers.onOpen();
+  }
+
+  _finish(info) {
+    if (this._closed) {
+      return;
+    }
+    this._closed = true;
+    this._ws.onopen = this._ws.onmessage = this._ws.onerror = this._ws.onclose = null;
+    this._handlers.onClose(info);
+  }
+}
+
+WebSocketTransport.transportName = 'websocket';
+
+// ---- src/sockjs.js ----
+
+/**
+ * WAMP over SockJS: the fallback for browsers that cannot open a WebSocket
+ * (blocked by a proxy, an old browser, a restricted network).
+ *
+ * Each SockJS message carries one WAMP message as `wamp.2.json` text, in
+ * both directions; there is no subprotocol negotiation. The SockJS client
+ * library (sockjs-client, vendored by vendor.mjs as
+ * `static/telegraphy/vendor/sockjs.min.js`) is not part of telegraphy.js:
+ * a `window.SockJS` already on the page is used, otherwise the script at
+ * `sockjsScriptUrl` is injected the first time the fallback is needed.
+ *
+ * The transport follows the interface described in transport.js;
+ * `subTransport` names the SockJS transport in use once open
+ * ('websocket', 'xhr-streaming', 'xhr-polling', …).
+ *
+ * @module sockjs
+ */
+
+
+// SockJS readyState values (as WebSocket's).
+const SOCKJS_OPEN = 1;
+
+// Where, on the global object, the script loads in progress are kept (one per URL).
+const SOCKJS_LOADS = typeof Symbol === 'function' ? Symbol.for('telegraphy.sockjsLoads') : '__telegraphySockJSLoads';
+
+/**
+ * Make a SockJS URL absolute: "/sockjs" is taken relative to the page,
+ * ws(s):// becomes http(s)://.
+ * @param {string} url
+ * @param {?{protocol: string, host: string}} location the page location, if any
+ * @returns {string}
+ */
+function resolveSockJSUrl(url, location) {
+  if (/^https?:\/\//i.test(url)) {
+    return url;
+  }
+  if (/^wss?:\/\//i.test(url)) {
+    return url.replace(/^ws/i, 'http');
+  }
+  if (url.charAt(0) === '/' && location && location.host) {
+    return (location.protocol === 'https:' ? 'https://' : 'http://') + location.host + url;
+  }
+  throw new UsageError('sockjsUrl must be an http(s):// or ws(s):// URL or an absolute path, got ' + JSON.stringify(url));
+}
+
+/**
+ * The SockJS URL that goes with a WebSocket URL: same host and port, http(s)
+ * for ws(s), the last path segment replaced by "sockjs"
+ * (ws://host:9000/ws → http://host:9000/sockjs, wss://h/rt/ws → https://h/rt/sockjs).
+ * @param {string} websocketUrl an absolute ws:// or wss:// URL
+ * @returns {string}
+ */
+function sockjsUrlFromWebSocketUrl(websocketUrl) {
+  const match = /^(wss?):\/\/([^/?#]*)([^?#]*)/i.exec(websocketUrl);
+  if (!match) {
+    throw new UsageError('cannot derive a SockJS URL from ' + JSON.stringify(websocketUrl));
+  }
+  const scheme = match[1].toLowerCase() === 'wss' ? 'https' : 'http';
+  const segments = match[3].replace(/\/+$/, '').split('/'); // "/rt/ws" → ["", "rt", "ws"]
+  if (segments.length > 1) {
+    segments[segments.length - 1] = 'sockjs';
+  } else {
+    segments.push('sockjs');
+  }
+  return scheme + '://' + match[2] + segments.join('/');
+}
+
+/**
+ * The SockJS class to use right now, if any: the `SockJS` option, else the page's.
+ * @param {{SockJS?: ?Function}} config
+ * @returns {?Function}
+ */
+function sockJSClass(config) {
+  const candidate = (config && config.SockJS) || globalScope().SockJS;
+  return typeof candidate === 'function' ? candidate : null;
+}
+
+function canInjectScripts(scope) {
+  return Boolean(scope.document && typeof scope.document.createElement === 'function');
+}
+
+/**
+ * Load the SockJS client library by injecting `<script src=url>` (once per
+ * URL and page, however many clients ask), resolving to `window.SockJS`.
+ * A failed load is forgotten, so a later attempt injects the script again.
+ * @param {string} url
+ * @param {Object=} scope the global object (window)
+ * @returns {Promise<Function>}
+ */
+function loadSockJS(url, scope) {
+  const root = scope || globalScope();
+  if (typeof root.SockJS === 'function') {
+    return Promise.resolve(root.SockJS);
+  }
+  if (!root[SOCKJS_LOADS]) {
+    try {
+      Object.defineProperty(root, SOCKJS_LOADS, { value: new Map(), configurable: true });
+    } catch (err) {
+      return Promise.reject(new ConnectionError('cannot load SockJS: the global object is frozen', { code: null, reason: 'no SockJS' }));
+    }
+  }
+  const loads = root[SOCKJS_LOADS];
+  if (loads.has(url)) {
+    return loads.get(url);
+  }
+  const loading = new Promise((resolve, reject) => {
+    const document = root.document;
+    const script = document.createElement('script');
+    const fail = (why) => {
+      loads.delete(url);
+      if (script.parentNode) {
+        script.parentNode.removeChild(script);
+      }
+      reject(new ConnectionError('cannot load SockJS from ' + url + ': ' + why, { code: null, reason: 'no SockJS' }));
+    };
+    script.onload = () => {
+      if (typeof root.SockJS === 'function') {
+        resolve(root.SockJS);
+      } else {
+        fail('the script did not define window.SockJS');
+      }
+    };
+    script.onerror = () => fail('the script did not load');
+    script.async = true;
+    script.src = url;
+    (document.head || document.documentElement || document.body).appendChild(script);
+  });
+  loads.set(url, loading);
+  return loading;
+}
+
+/**
+ * WAMP (wamp.2.json) over SockJS.
+ *
+ * `config` as for every transport, plus `sockjsUrl` (absolute, or derived
+ * from `url`), `sockjsTransports` (given to SockJS as its `transports`
+ * option), `sockjsScriptUrl` and `SockJS` (a stand-in class).
+ */
+class SockJSTransport {
+  /**
+   * @param {{SockJS?: ?Function, sockjsScriptUrl?: ?string}} config
+   * @returns {boolean} whether SockJS is on the page or can be loaded
+   */
+  static isAvailable(config) {
+    return Boolean(sockJSClass(config) || (config && config.sockjsScriptUrl && canInjectScripts(globalScope())));
+  }
+
+  /**
+   * Start connecting at once (after loading the SockJS library if needed).
+   * @param {{url: string, sockjsUrl?: ?string, sockjsTransports?: ?(string|string[]),
+   *          sockjsScriptUrl?: ?string, SockJS?: ?Function}} config
+   * @param {{onOpen: function(): void, onMessage: function(*): void,
+   *          onClose: function({code: ?number, reason: string, wasClean: boolean}): void}} handlers
+   * @throws {UsageError} when the URL is refused or SockJS cannot be had
+   */
+  constructor(config, handlers) {
+    this._handlers = handlers;
+    this._closed = false;
+    this._sock = null;
+    const scope = globalScope();
+    this._url = config.sockjsUrl
+      ? resolveSockJSUrl(config.sockjsUrl, scope.location)
+      : sockjsUrlFromWebSocketUrl(config.url);
+    this._options = {};
+    if (config.sockjsTransports) {
+      this._options.transports = [].concat(config.sockjsTransports);
+    }
+    const SockJSClass = sockJSClass(config);
+    if (SockJSClass) {
+      this._create(SockJSClass, true);
+    } else if (config.sockjsScriptUrl && canInjectScripts(scope)) {
+      loadSockJS(config.sockjsScriptUrl, scope).then(
+        (LoadedClass) => this._create(LoadedClass, false),
+        (err) => this._finish({ code: null, reason: err.message, wasClean: false }),
+      );
+    } else {
+      throw new UsageError('SockJS is not available (load sockjs.min.js or set sockjsScriptUrl)');
+    }
+  }
+
+  /** @returns {string} "sockjs" */
+  get name() {
+    return SockJSTransport.transportName;
+  }
+
+  /** @returns {string} the SockJS URL this transport connects to */
+  get url() {
+    return this._url;
+  }
+
+  /** @returns {?string} the SockJS transport in use ('websocket', 'xhr-polling', …), once known */
+  get subTransport() {
+    return (this._sock && typeof this._sock.transport === 'string' && this._sock.transport) || null;
+  }
+
+  /**
+   * Send one WAMP message as one SockJS message.
+   * @param {string} text
+   * @throws {ConnectionError} when the SockJS connection is not open
+   */
+  send(text) {
+    if (this._closed || !this._sock || this._sock.readyState !== SOCKJS_OPEN) {
+      throw new ConnectionError('sockjs is not open', { code: null, reason: 'not open' });
+    }
+    this._sock.send(text);
+  }
+
+  /**
+   * Start closing. `onClose` follows when SockJS reports the close
+   * (at once while the library is still loading).
+   * @param {number=} code 1000 or 3000–4999 (what SockJS allows); default 1000
+   * @param {string=} reason
+   */
+  close(code, reason) {
+    if (this._closed) {
+      return;
+    }
+    const closeCode = code === 1000 || (code >= 3000 && code <= 4999) ? code : 1000;
+    if (!this._sock) {
+      this._finish({ code: closeCode, reason: reason || '', wasClean: true });
+      return;
+    }
+    try {
+      this._sock.close(closeCode, reason || '');
+    } catch (err) {
+      this._finish({ code: closeCode, reason: reason || '', wasClean: false });
+    }
+  }
+
+  _create(SockJSClass, synchronous) {
+    if (this._closed) {
+      return;
+    }
+    try {
+      this._sock = new SockJSClass(this._url, null, this._options);
+    } catch (err) {
+      const message = 'cannot open SockJS to ' + JSON.stringify(this._url) + ': '
+        + (err && err.message ? err.message : String(err));
+      if (synchronous) {
+        throw new UsageError(message);
+      }
+      this._finish({ code: null, reason: message, wasClean: false });
+      return;
+    }
+    this._sock.onopen = () => {
+      if (!this._closed) {
+        this._handlers.onOpen();
+      }
+    };
+    this._sock.onmessage = (event) => {
+      if (!this._closed) {
+        this._handlers.onMessage(event ? event.data : undefined);
+      }
+    };
+    this._sock.onclose = (event) => this._finish({
+      code: event && typeof event.code === 'number' ? event.code : null,
+      reason: (event && event.reason) || '',
+      wasClean: Boolean(event && event.wasClean),
+    });
+  }
+
+  _finish(info) {
+    if (this._closed) {
+      return;
+    }
+    this._closed = true;
+    if (this._sock) {
+      this._sock.onopen = this._sock.onmessage = this._sock.onclose = null;
+    }
+    this._handlers.onClose(info);
+  }
+}
+
+SockJSTransport.transportName = 'sockjs';
+
 // ---- src/subscription.js ----
 
 /**
@@ -1600,173 +2044,6 @@ function mergeLookups(current, lookups, method) {
   return Object.keys(merged).length > 0 ? merged : null;
 }
 
-// ---- src/transport.js ----
-
-/**
- * Transports: how WAMP text frames reach the router.
- *
- * The client talks to a transport only through this small interface, so a
- * SockJS transport can be plugged in beside the WebSocket one later:
- *
- *     class SomeTransport {
- *       static isAvailable(config) → boolean    // can it run here?
- *       constructor(config, handlers)           // starts connecting at once
- *       get name() → string                     // 'websocket', 'sockjs', …
- *       send(text)                              // one wamp.2.json frame
- *       close(code, reason)                     // onClose follows, once
- *     }
- *     SomeTransport.transportName = 'some';
- *
- * `config` is `{url, WebSocket, protocols}`; `handlers` is
- * `{onOpen(), onMessage(data), onClose({code, reason, wasClean})}`.
- * A transport calls `onClose` exactly once, including when it never opened.
- *
- * @module transport
- */
-
-
-// WebSocket.readyState values (RFC 6455 API); fakes need not define the constants.
-const WS_OPEN = 1;
-
-/**
- * The global object in browsers, workers and Node alike.
- * @returns {Object}
- */
-function globalScope() {
-  if (typeof globalThis !== 'undefined') return globalThis;
-  if (typeof self !== 'undefined') return self;
-  if (typeof window !== 'undefined') return window;
-  return {};
-}
-
-/**
- * Make a WebSocket URL absolute: "/ws" on https://example.com becomes
- * "wss://example.com/ws"; http(s) URLs become ws(s) URLs.
- * @param {string} url
- * @param {?{protocol: string, host: string}} location the page location, if any
- * @returns {string}
- */
-function resolveUrl(url, location) {
-  if (/^wss?:\/\//i.test(url)) {
-    return url;
-  }
-  if (/^https?:\/\//i.test(url)) {
-    return url.replace(/^http/i, 'ws');
-  }
-  if (url.charAt(0) === '/' && location && location.host) {
-    const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
-    return scheme + location.host + url;
-  }
-  throw new UsageError('url must be a ws://, wss:// or http(s):// URL or an absolute path, got ' + JSON.stringify(url));
-}
-
-/**
- * WAMP over WebSocket, subprotocol "wamp.2.json".
- */
-class WebSocketTransport {
-  /**
-   * @param {{url: string, WebSocket?: Function, protocols?: string[]}} config
-   * @returns {boolean} whether a WebSocket class is available
-   */
-  static isAvailable(config) {
-    return typeof ((config && config.WebSocket) || globalScope().WebSocket) === 'function';
-  }
-
-  /**
-   * Open a WebSocket to `config.url` at once.
-   * @param {{url: string, WebSocket?: Function, protocols?: string[]}} config
-   * @param {{onOpen: function(): void, onMessage: function(*): void,
-   *          onClose: function({code: ?number, reason: string, wasClean: boolean}): void}} handlers
-   * @throws {UsageError} when no WebSocket class exists or the URL is refused
-   */
-  constructor(config, handlers) {
-    const WebSocketClass = config.WebSocket || globalScope().WebSocket;
-    if (typeof WebSocketClass !== 'function') {
-      throw new UsageError('no WebSocket implementation available (pass one as the WebSocket option)');
-    }
-    this._handlers = handlers;
-    this._closed = false;
-    this._protocols = config.protocols || [SUBPROTOCOL];
-    try {
-      this._ws = new WebSocketClass(config.url, this._protocols);
-    } catch (err) {
-      throw new UsageError('cannot open WebSocket to ' + JSON.stringify(config.url) + ': '
-        + (err && err.message ? err.message : String(err)));
-    }
-    this._ws.onopen = () => this._onOpen();
-    this._ws.onmessage = (event) => {
-      if (!this._closed) {
-        this._handlers.onMessage(event.data);
-      }
-    };
-    // Browsers say nothing useful in 'error'; the 'close' that follows carries the code.
-    this._ws.onerror = () => {};
-    this._ws.onclose = (event) => this._finish({
-      code: event && typeof event.code === 'number' ? event.code : null,
-      reason: (event && event.reason) || '',
-      wasClean: Boolean(event && event.wasClean),
-    });
-  }
-
-  /** @returns {string} "websocket" */
-  get name() {
-    return WebSocketTransport.transportName;
-  }
-
-  /**
-   * Send one text frame.
-   * @param {string} text
-   * @throws {ConnectionError} when the socket is not open
-   */
-  send(text) {
-    if (this._closed || this._ws.readyState !== WS_OPEN) {
-      throw new ConnectionError('websocket is not open', { code: null, reason: 'not open' });
-    }
-    this._ws.send(text);
-  }
-
-  /**
-   * Start closing. `onClose` follows when the socket is closed.
-   * @param {number=} code 1000 or 3000–4999 (what browsers allow); default 1000
-   * @param {string=} reason
-   */
-  close(code, reason) {
-    if (this._closed) {
-      return;
-    }
-    const closeCode = code === 1000 || (code >= 3000 && code <= 4999) ? code : 1000;
-    try {
-      this._ws.close(closeCode, reason || '');
-    } catch (err) {
-      this._finish({ code: closeCode, reason: reason || '', wasClean: false });
-    }
-  }
-
-  _onOpen() {
-    if (this._closed) {
-      return;
-    }
-    // RFC 6455 §4.1: the server picks one of the offered subprotocols, or none.
-    const chosen = this._ws.protocol || '';
-    if (chosen && this._protocols.indexOf(chosen) < 0) {
-      this.close(1000, 'unsupported subprotocol');
-      return;
-    }
-    this._handlers.onOpen();
-  }
-
-  _finish(info) {
-    if (this._closed) {
-      return;
-    }
-    this._closed = true;
-    this._ws.onopen = this._ws.onmessage = this._ws.onerror = this._ws.onclose = null;
-    this._handlers.onClose(info);
-  }
-}
-
-WebSocketTransport.transportName = 'websocket';
-
 // ---- src/telegraphy.js ----
 
 /**
@@ -1816,6 +2093,12 @@ const AUTH_FAILURES = Object.freeze([
   'wamp.error.cannot_authenticate',
 ]);
 
+/** The built-in transports, by the names the `transports` option takes. */
+const TRANSPORTS = Object.freeze({
+  websocket: WebSocketTransport,
+  sockjs: SockJSTransport,
+});
+
 /** Configuration defaults; see configure(). */
 const DEFAULT_CONFIG = Object.freeze({
   url: 'ws://127.0.0.1:9000/ws',
@@ -1827,8 +2110,13 @@ const DEFAULT_CONFIG = Object.freeze({
   autoConnect: true,
   resume: true,
   closeTimeout: 2000,
-  transports: null,
+  transports: Object.freeze(['websocket', 'sockjs']),
+  connectTimeout: 5000,
+  sockjsUrl: null,
+  sockjsTransports: null,
+  sockjsScriptUrl: null,
   WebSocket: null,
+  SockJS: null,
   timers: null,
   random: null,
 });
@@ -1844,12 +2132,28 @@ const OPTION_CHECKS = {
   autoConnect: (v) => (typeof v === 'boolean' ? '' : 'a boolean'),
   resume: (v) => (typeof v === 'boolean' ? '' : 'a boolean'),
   closeTimeout: (v) => (typeof v === 'number' && v >= 0 ? '' : 'a number of milliseconds'),
-  transports: (v) => (v === null || (Array.isArray(v) && v.length > 0) ? '' : 'a non-empty array of transport classes, or null'),
+  transports: (v) => (v === null || (Array.isArray(v) && v.length > 0 && v.every(isTransport))
+    ? '' : 'a non-empty array of transport names (' + Object.keys(TRANSPORTS).join(', ') + ') or classes, or null'),
+  connectTimeout: (v) => (typeof v === 'number' && v >= 0 ? '' : 'a number of milliseconds (0: no timeout)'),
+  sockjsUrl: (v) => (v === null || (typeof v === 'string' && v.length > 0) ? '' : 'a non-empty string, or null'),
+  sockjsTransports: (v) => (v === null || (typeof v === 'string' && v.length > 0)
+    || (Array.isArray(v) && v.length > 0 && v.every((name) => typeof name === 'string' && name.length > 0))
+    ? '' : "a non-empty array of SockJS transport names (e.g. ['xhr-polling']), or null"),
+  sockjsScriptUrl: (v) => (v === null || (typeof v === 'string' && v.length > 0) ? '' : 'a non-empty string, or null'),
   WebSocket: (v) => (v === null || typeof v === 'function' ? '' : 'a WebSocket class, or null'),
+  SockJS: (v) => (v === null || typeof v === 'function' ? '' : 'a SockJS class, or null'),
   timers: (v) => (v === null || (v && typeof v.setTimeout === 'function' && typeof v.clearTimeout === 'function')
     ? '' : '{setTimeout, clearTimeout}, or null'),
   random: (v) => (v === null || typeof v === 'function' ? '' : 'a function returning [0, 1), or null'),
 };
+
+/** Whether `value` names a built-in transport or is a transport class. */
+function isTransport(value) {
+  if (typeof value === 'string') {
+    return Object.prototype.hasOwnProperty.call(TRANSPORTS, value);
+  }
+  return Boolean(value) && typeof value.isAvailable === 'function' && typeof value.transportName === 'string';
+}
 
 // Bound so that methods called on another object do not hit "Illegal invocation".
 const DEFAULT_TIMERS = {
@@ -1884,6 +2188,9 @@ class TelegraphyClient {
     this._connectSerial = 0;
     this._reconnectTimer = null;
     this._closeTimer = null;
+    this._connectTimer = null;
+    /** Name of the transport of the last session that opened; tried first next time. */
+    this._preferredTransport = null;
     this._wampClose = null;
     this._fatal = null;
     /** @type {Set<Subscription>} */
@@ -1923,10 +2230,22 @@ class TelegraphyClient {
    * - `resume` default true: on reconnect, ask the gateway to resume the
    *   session (restored subscriptions, missed events; see README "Resume")
    * - `closeTimeout` ms to wait for the router's GOODBYE, default 2000
-   * - `transports` transport classes to use, in order of preference
-   *   (default [WebSocketTransport])
-   * - `WebSocket`, `timers` ({setTimeout, clearTimeout}), `random`: stand-ins
-   *   for the browser's, mostly for tests
+   * - `transports` transports to try, in order: names ('websocket',
+   *   'sockjs') or transport classes; default ['websocket', 'sockjs']. One
+   *   that cannot run here (no `WebSocket`; no SockJS and no
+   *   `sockjsScriptUrl`) is skipped. One that fails before the session opens
+   *   hands over to the next at once; the one that last opened a session is
+   *   tried first on reconnect
+   * - `connectTimeout` ms a transport may take to open before the next one
+   *   is tried, default 5000 (0: wait for it); the last one tried gets no limit
+   * - `sockjsUrl` the gateway's SockJS URL; default derived from `url`
+   *   (ws://host:9000/ws → http://host:9000/sockjs)
+   * - `sockjsTransports` SockJS's `transports` option, e.g. ['xhr-polling'];
+   *   default null: SockJS picks
+   * - `sockjsScriptUrl` where to load sockjs-client from when the page has no
+   *   `window.SockJS` (the Django tag sets the vendored copy)
+   * - `WebSocket`, `SockJS`, `timers` ({setTimeout, clearTimeout}), `random`:
+   *   stand-ins for the browser's, mostly for tests
    *
    * Changes apply from the next connection. With `autoConnect`, a
    * disconnected client connects once the current script task's microtasks run.
@@ -1975,7 +2294,10 @@ class TelegraphyClient {
 
   /**
    * Listen to a connection event:
-   * - 'connect' `fn({sessionId, transport, details, resumed, recovered})`:
+   * - 'connect' `fn({sessionId, transport, sockjsTransport, details, resumed, recovered})`:
+   *   `transport` 'websocket' or 'sockjs', `sockjsTransport` SockJS's own
+   *   transport ('websocket', 'xhr-streaming', 'xhr-polling', …; null when
+   *   not over SockJS or unknown),
    *   `resumed` true when the gateway resumed the earlier session,
    *   `recovered` its `{topic: boolean}` (`{}` when not resumed)
    * - 'disconnect' `fn({code, reason, willReconnect, delay})`
@@ -2160,42 +2482,135 @@ class TelegraphyClient {
   }
 
   _startTransport(ticket, serial) {
-    const transports = this._config.transports || [WebSocketTransport];
-    const transportConfig = { WebSocket: this._config.WebSocket, url: null };
-    let transport = null;
+    const names = [];
+    let candidates;
+    const transportConfig = {
+      url: null,
+      WebSocket: this._config.WebSocket,
+      SockJS: this._config.SockJS,
+      sockjsUrl: this._config.sockjsUrl,
+      sockjsTransports: this._config.sockjsTransports,
+      sockjsScriptUrl: this._config.sockjsScriptUrl,
+    };
     try {
-      transportConfig.url = resolveUrl(this._config.url, globalScope().location);
-      const TransportClass = transports.find((candidate) => candidate.isAvailable(transportConfig));
-      if (!TransportClass) {
-        throw new UsageError('no transport available (tried '
-          + transports.map((candidate) => candidate.transportName).join(', ') + ')');
+      const location = globalScope().location;
+      transportConfig.url = resolveUrl(this._config.url, location);
+      if (transportConfig.sockjsUrl) {
+        transportConfig.sockjsUrl = resolveSockJSUrl(transportConfig.sockjsUrl, location);
       }
-      const handlers = {
-        onOpen: () => {
-          if (this._transport === transport && serial === this._connectSerial) {
-            this._transportOpened(ticket);
-          }
-        },
-        onMessage: (data) => {
-          if (this._transport === transport) {
-            this._session.receiveText(data);
-          }
-        },
-        onClose: (info) => {
-          if (this._transport === transport) {
-            this._connectionLost(info);
-          }
-        },
-      };
-      transport = new TransportClass(transportConfig, handlers);
+      candidates = this._transportCandidates(names).filter((candidate) => candidate.isAvailable(transportConfig));
+      if (!candidates.length) {
+        throw new UsageError('no transport available (tried ' + names.join(', ') + ')');
+      }
     } catch (err) {
-      // A bad URL or a missing WebSocket will not fix itself: stop here.
+      // A bad URL or no way to connect at all will not fix itself: stop here.
       this._fatal = err;
       this._reportError(err);
       this._connectionLost({ code: null, reason: err.message, wasClean: false });
       return;
     }
+    this._tryTransport(candidates, 0, transportConfig, ticket, serial, null);
+  }
+
+  /**
+   * The configured transport classes, the preferred one first.
+   * @param {string[]} names filled with their names, in configured order
+   * @returns {Function[]}
+   */
+  _transportCandidates(names) {
+    const classes = (this._config.transports || DEFAULT_CONFIG.transports)
+      .map((entry) => (typeof entry === 'string' ? TRANSPORTS[entry] : entry));
+    classes.forEach((TransportClass) => names.push(TransportClass.transportName));
+    const preferred = classes.findIndex((TransportClass) => TransportClass.transportName === this._preferredTransport);
+    if (preferred > 0) {
+      classes.unshift(classes.splice(preferred, 1)[0]);
+    }
+    return classes;
+  }
+
+  /**
+   * Start `candidates[index]`; if it fails before its session opens (and
+   * the client still wants to connect), go on with the next one. When none
+   * is left, the connection is lost with the last failure.
+   */
+  _tryTransport(candidates, index, transportConfig, ticket, serial, lastFailure) {
+    if (index >= candidates.length) {
+      this._connectionLost(lastFailure || { code: null, reason: 'no transport opened', wasClean: false });
+      return;
+    }
+    const TransportClass = candidates[index];
+    const isLast = index === candidates.length - 1;
+    let transport = null;
+    let opened = false;
+    const current = () => transport !== null && this._transport === transport;
+    const nextTransport = (info) => {
+      this._clearConnectTimer();
+      this._transport = null;
+      this._session.transportClosed(info);
+      this._tryTransport(candidates, index + 1, transportConfig, ticket, serial, info);
+    };
+    const handlers = {
+      onOpen: () => {
+        if (current() && serial === this._connectSerial) {
+          opened = true;
+          this._clearConnectTimer();
+          this._transportOpened(ticket);
+        }
+      },
+      onMessage: (data) => {
+        if (current()) {
+          this._session.receiveText(data);
+        }
+      },
+      onClose: (info) => {
+        if (!current()) {
+          return;
+        }
+        // Did not work (never opened, or closed before WELCOME without an
+        // ABORT): the next transport may. Anything else is a lost connection.
+        const failedEarly = this._state === ConnectionState.CONNECTING && !this._wampClose;
+        if (failedEarly && !isLast && this._wantConnected && !this._fatal && serial === this._connectSerial) {
+          nextTransport(info);
+        } else {
+          this._connectionLost(info);
+        }
+      },
+    };
+    try {
+      transport = new TransportClass(transportConfig, handlers);
+    } catch (err) {
+      if (isLast) {
+        // Nothing else to try, and a refused URL will not fix itself.
+        this._fatal = err;
+        this._reportError(err);
+        this._connectionLost({ code: null, reason: err.message, wasClean: false });
+      } else {
+        this._reportError(err);
+        this._tryTransport(candidates, index + 1, transportConfig, ticket, serial,
+          { code: null, reason: err.message, wasClean: false });
+      }
+      return;
+    }
     this._transport = transport;
+    const timeout = this._config.connectTimeout;
+    if (timeout > 0 && !isLast) {
+      this._connectTimer = this._timers().setTimeout(() => {
+        this._connectTimer = null;
+        if (current() && !opened) {
+          const info = { code: null, reason: TransportClass.transportName + ' did not open within ' + timeout + ' ms', wasClean: false };
+          this._transport = null; // its close event, whenever it comes, is ignored
+          transport.close(1000, 'connect timeout');
+          nextTransport(info);
+        }
+      }, timeout);
+    }
+  }
+
+  _clearConnectTimer() {
+    if (this._connectTimer !== null) {
+      this._timers().clearTimeout(this._connectTimer);
+      this._connectTimer = null;
+    }
   }
 
   _transportOpened(ticket) {
@@ -2215,10 +2630,15 @@ class TelegraphyClient {
 
   _sessionOpened(info) {
     this._attempt = 0;
+    const transport = this._transport;
+    if (transport) {
+      this._preferredTransport = transport.name;
+    }
     this._setState(ConnectionState.CONNECTED);
     this._emitter.emit('connect', {
       sessionId: info.sessionId,
-      transport: this._transport ? this._transport.name : null,
+      transport: transport ? transport.name : null,
+      sockjsTransport: (transport && transport.subTransport) || null,
       details: info.details,
       resumed: info.resumed,
       recovered: info.recovered,
@@ -2249,6 +2669,7 @@ class TelegraphyClient {
   }
 
   _connectionLost(info) {
+    this._clearConnectTimer();
     if (this._closeTimer !== null) {
       this._timers().clearTimeout(this._closeTimer);
       this._closeTimer = null;
@@ -2390,6 +2811,7 @@ Object.defineProperties(Telegraphy, {
   Subscription: { value: Subscription },
   Session: { value: Session },
   WebSocketTransport: { value: WebSocketTransport },
+  SockJSTransport: { value: SockJSTransport },
   ConnectionState: { value: ConnectionState },
   EventType: { value: EventType },
   MessageType: { value: MessageType },
