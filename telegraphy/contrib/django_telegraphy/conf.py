@@ -15,6 +15,8 @@ Setting                            Default                      Meaning
                                                                 request's host name)
 ``TELEGRAPHY_WS_PORT``             ``9000``                     port browsers connect to (None: omitted)
 ``TELEGRAPHY_WS_PATH``             ``/ws``                      WebSocket path on the gateway
+``TELEGRAPHY_SOCKJS_URL``          ``None``                     full SockJS URL given to browsers (None:
+                                                                the WebSocket URL's, path ``/sockjs``)
 ``TELEGRAPHY_IS_SECURE``           ``None``                     ``wss://`` if True, ``ws://`` if False,
                                                                 None: like ``request.is_secure()``
 ``TELEGRAPHY_REALM``               ``telegraphy``               WAMP realm
@@ -43,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "WS_HOST": None,
     "WS_PORT": 9000,
     "WS_PATH": "/ws",
+    "SOCKJS_URL": None,
     "IS_SECURE": None,
     "REALM": "telegraphy",
     "CONNECT_TOKEN_TTL": 300,
