@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import tornado.http1connection
 import tornado.ioloop
 import tornado.iostream
 import tornado.web
@@ -369,7 +370,7 @@ class HttpReceiver:
                     handler.flush()
                 except tornado.iostream.StreamBufferFullError:
                     handler.service.slow_consumer(str(handler.request.remote_ip))
-                    handler.request.connection.close()  # type: ignore[attr-defined]
+                    handler.http_connection().close()
         return len(data)
 
     def finish(self) -> None:
@@ -391,7 +392,7 @@ class ReceivingHandler(SockJSHandler):
         self.receiver = receiver = HttpReceiver(self, wrap, service.response_limit if streaming else 0)
         if streaming:
             # Bound the unsent bytes: a stalled reader becomes a slow consumer.
-            self.request.connection.stream.max_write_buffer_size = service.outgoing_buffer  # type: ignore[attr-defined]
+            self.http_connection().stream.max_write_buffer_size = service.outgoing_buffer
             self.write(prelude)
             self.flush()
         session.attach(receiver, now)
@@ -402,7 +403,12 @@ class ReceivingHandler(SockJSHandler):
                 await self.flush()
             except tornado.iostream.StreamClosedError:
                 pass
-            self.request.connection.close()  # type: ignore[attr-defined]
+            self.http_connection().close()
+
+    def http_connection(self) -> tornado.http1connection.HTTP1Connection:
+        connection = self.request.connection
+        assert isinstance(connection, tornado.http1connection.HTTP1Connection)
+        return connection
 
     def on_connection_close(self) -> None:
         receiver, session = self.receiver, self.session
@@ -459,7 +465,7 @@ class JsonpHandler(ReceivingHandler):
 class SendHandler(SockJSHandler):
     """Base of ``xhr_send`` and ``jsonp_send``: a bounded body for an existing session."""
 
-    METHODS = ("OPTIONS", "POST")
+    METHODS: ClassVar[tuple[str, ...]] = ("OPTIONS", "POST")
 
     def prepare(self) -> None:
         super().prepare()
