@@ -25,9 +25,7 @@ def render(request=None, **context):
     """Render the tag with ``request`` in the context (or without one)."""
     if request is not None:
         context["request"] = request
-    return Template("{% load telegraphy_tags %}{% telegraphy_scripts %}").render(
-        Context(context)
-    )
+    return Template("{% load telegraphy_tags %}{% telegraphy_scripts %}").render(Context(context))
 
 
 def config_of(html):
@@ -77,22 +75,14 @@ def test_authenticated_user_gets_a_connect_token():
 def test_connect_token_ttl_setting(settings):
     """TELEGRAPHY_CONNECT_TOKEN_TTL sets the token's lifetime."""
     settings.TELEGRAPHY_CONNECT_TOKEN_TTL = 30
-    claims = verify_connect_token(
-        config_of(render(get(user=User(pk=1))))["token"], SECRET
-    )
+    claims = verify_connect_token(config_of(render(get(user=User(pk=1))))["token"], SECRET)
     assert claims["exp"] - claims["iat"] == 30
 
 
 def test_url_follows_the_request_host_and_scheme():
     """Without settings, ws:// or wss:// follows the request, on the request's host name and port 9000."""
-    assert (
-        config_of(render(get(host="example.com:8000")))["url"]
-        == "ws://example.com:9000/ws"
-    )
-    assert (
-        config_of(render(get(secure=True, host="example.com")))["url"]
-        == "wss://example.com:9000/ws"
-    )
+    assert config_of(render(get(host="example.com:8000")))["url"] == "ws://example.com:9000/ws"
+    assert config_of(render(get(secure=True, host="example.com")))["url"] == "wss://example.com:9000/ws"
 
 
 def test_is_secure_setting_overrides_the_request(settings):
@@ -151,9 +141,7 @@ def test_without_request_uses_the_context_user():
 
 def test_disallowed_host_still_renders():
     """A request for a host outside ALLOWED_HOSTS does not break the tag."""
-    assert (
-        config_of(render(get(host="evil.invalid")))["url"] == "ws://localhost:9000/ws"
-    )
+    assert config_of(render(get(host="evil.invalid")))["url"] == "ws://localhost:9000/ws"
 
 
 def test_missing_secret_renders_anonymously(settings, caplog):
@@ -180,17 +168,14 @@ def test_config_is_escaped_for_a_script_element(settings):
 
 def test_script_json_escapes_line_separators():
     """U+2028 and U+2029 are escaped too."""
-    assert (
-        script_json({"a": "\u2028\u2029<>&"})
-        == '{"a":"\\u2028\\u2029\\u003C\\u003E\\u0026"}'
-    )
+    assert script_json({"a": "\u2028\u2029<>&"}) == '{"a":"\\u2028\\u2029\\u003C\\u003E\\u0026"}'
 
 
 def test_config_tag_gives_the_dict():
     """{% telegraphy_config as c %} exposes the config to custom markup."""
-    html = Template(
-        "{% load telegraphy_tags %}{% telegraphy_config as c %}{{ c.realm }}|{{ c.url }}"
-    ).render(Context({"request": get()}))
+    html = Template("{% load telegraphy_tags %}{% telegraphy_config as c %}{{ c.realm }}|{{ c.url }}").render(
+        Context({"request": get()})
+    )
     assert html == "telegraphy|ws://example.com:9000/ws"
 
 
@@ -207,14 +192,8 @@ def test_rendered_through_a_view(client):
 
 def test_sockjs_url_follows_the_websocket_url():
     """sockjsUrl is the WebSocket URL with http(s) and path /sockjs: same host, port and scheme choice."""
-    assert (
-        config_of(render(get(host="example.com:8000")))["sockjsUrl"]
-        == "http://example.com:9000/sockjs"
-    )
-    assert (
-        config_of(render(get(secure=True)))["sockjsUrl"]
-        == "https://example.com:9000/sockjs"
-    )
+    assert config_of(render(get(host="example.com:8000")))["sockjsUrl"] == "http://example.com:9000/sockjs"
+    assert config_of(render(get(secure=True)))["sockjsUrl"] == "https://example.com:9000/sockjs"
     assert sockjs_url(get(host="[::1]:8000")) == "http://[::1]:9000/sockjs"
 
 
@@ -241,10 +220,7 @@ def test_sockjs_script_url_is_the_vendored_static_file(settings):
     """sockjsScriptUrl is {% static 'telegraphy/vendor/sockjs.min.js' %}, following STATIC_URL; the file ships."""
     settings.STATIC_URL = "https://cdn.example.com/assets/"
     config = config_of(render(get()))
-    assert (
-        config["sockjsScriptUrl"]
-        == "https://cdn.example.com/assets/telegraphy/vendor/sockjs.min.js"
-    )
+    assert config["sockjsScriptUrl"] == "https://cdn.example.com/assets/telegraphy/vendor/sockjs.min.js"
     from django.contrib.staticfiles import finders
 
     found = finders.find("telegraphy/vendor/sockjs.min.js")
@@ -258,9 +234,7 @@ def test_config_tag_has_the_sockjs_fields():
     html = Template(
         "{% load telegraphy_tags %}{% telegraphy_config as c %}{{ c.sockjsUrl }}|{{ c.sockjsScriptUrl }}"
     ).render(Context({"request": get()}))
-    assert (
-        html == "http://example.com:9000/sockjs|/static/telegraphy/vendor/sockjs.min.js"
-    )
+    assert html == "http://example.com:9000/sockjs|/static/telegraphy/vendor/sockjs.min.js"
 
 
 def test_client_config_takes_an_explicit_user():

@@ -63,9 +63,7 @@ def sockjs_url(request: HttpRequest | None = None) -> str:
 
 def _page_config(context: template.Context) -> dict[str, Any]:
     request = context.get("request")
-    config = client_config(
-        request, user=None if request is not None else context.get("user")
-    )
+    config = client_config(request, user=None if request is not None else context.get("user"))
     config["sockjsUrl"] = sockjs_url(request)
     config["sockjsScriptUrl"] = static(SOCKJS_SCRIPT)
     return config
