@@ -10,11 +10,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.template import Context, Template
 from django.test import RequestFactory
 
-from telegraphy.contrib.django_telegraphy.client import (
-    client_config,
-    script_json,
-    websocket_url,
-)
+from telegraphy.contrib.django_telegraphy.client import client_config, script_json, websocket_url
 from telegraphy.contrib.django_telegraphy.templatetags.telegraphy_tags import sockjs_url
 from telegraphy.tokens import verify_connect_token
 
@@ -45,14 +41,7 @@ def test_tag_emits_config_and_client_script():
     """The tag writes the config script and the static client's script element."""
     html = render(get())
     assert '<script src="/static/telegraphy/telegraphy.js"></script>' in html
-    assert set(config_of(html)) == {
-        "url",
-        "realm",
-        "token",
-        "authid",
-        "sockjsUrl",
-        "sockjsScriptUrl",
-    }
+    assert set(config_of(html)) == {"url", "realm", "token", "authid", "sockjsUrl", "sockjsScriptUrl"}
 
 
 def test_anonymous_user_gets_no_token():
