@@ -9,7 +9,9 @@
 
 Routes: the WAMP WebSocket endpoint(s) from ``gateway.websocket_routes()``
 (at ``config.ws_path``), ``POST /publish``, ``GET /health``, ``GET /metrics``,
-the SockJS endpoints (at ``config.sockjs_path``, see :mod:`.sockjs`);
+the management API (``GET /sessions``, ``/subscriptions``, ``/subscribers``
+and its alias ``/subscriptors``, see :mod:`.management`), the SockJS
+endpoints (at ``config.sockjs_path``, see :mod:`.sockjs`);
 every other path is a JSON 404.
 """
 
@@ -31,6 +33,9 @@ from telegraphy.tornado_gateway.http import (
     MetricsHandler,
     NotFoundHandler,
     PublishHandler,
+    SessionsHandler,
+    SubscribersHandler,
+    SubscriptionsHandler,
 )
 from telegraphy.tornado_gateway.metrics import Metrics
 
@@ -69,6 +74,9 @@ def make_app(gateway: Gateway, **settings: Any) -> tornado.web.Application:
         (r"/publish", PublishHandler, {"gateway": gateway}),
         (r"/health", HealthHandler, {"gateway": gateway}),
         (r"/metrics", MetricsHandler, {"gateway": gateway}),
+        (r"/sessions", SessionsHandler, {"gateway": gateway}),
+        (r"/subscriptions", SubscriptionsHandler, {"gateway": gateway}),
+        (r"/(?:subscribers|subscriptors)", SubscribersHandler, {"gateway": gateway}),
     ]
     # Imported here, like the gateway in serve(): it pulls in the WAMP core.
     from telegraphy.tornado_gateway.sockjs import sockjs_server

@@ -223,7 +223,8 @@ class Config:
                 "no secret configured: set TELEGRAPHY_SECRET (or --secret / --secret-file), "
                 "or pass --insecure-dev for local development"
             )
-        if self.sockjs and self.sockjs_path in ("", self.ws_path, "/publish", "/health", "/metrics"):
+        taken = ("", self.ws_path, "/publish", "/health", "/metrics", "/sessions", "/subscriptions", "/subscribers", "/subscriptors")
+        if self.sockjs and self.sockjs_path in taken:
             raise ConfigError(f"--sockjs-path {self.sockjs_path or '/'!r} collides with another endpoint: choose another path")
 
     def with_secret(self) -> Config:
