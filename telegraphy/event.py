@@ -9,7 +9,9 @@
 
 ``name`` is the WAMP topic the event is delivered on. ``meta.event_type`` is
 ``create``, ``update``, ``delete`` or any custom type. The gateway assigns
-``meta.id``.
+``meta.id``. ``meta.audience`` and ``meta.projections`` say who may see the
+event and which ``data`` fields (see :mod:`telegraphy.wamp.audience`); the
+gateway enforces them and never delivers them.
 
 :func:`make_event` builds an event on the publishing side; :func:`validate_event`
 checks one received by the gateway and says which field is wrong.
@@ -116,6 +118,13 @@ def validate_event(event: Any, index: int | None = None) -> dict[str, Any]:
     event_type = meta.get("event_type")
     if event_type is not None and not isinstance(event_type, str):
         raise InvalidEvent("meta.event_type", f"expected a string, got {_json_type(event_type)}", index)
+    if "audience" in meta or "projections" in meta:
+        from telegraphy.wamp.audience import InvalidAudience, Visibility
+
+        try:
+            Visibility.of_event(event)
+        except InvalidAudience as exc:
+            raise InvalidEvent(exc.field, exc.detail, index) from None
     if "data" in event and event["data"] is not None and not isinstance(event["data"], (dict, list)):
         raise InvalidEvent("data", f"expected an object or array, got {_json_type(event['data'])}", index)
     unknown = set(event) - {"name", "meta", "data"}

@@ -38,6 +38,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from telegraphy.wamp import ServerSession, SessionState
+from telegraphy.wamp.audience import InvalidAudience, Visibility
 from telegraphy.wamp.router import Publication, Router
 from telegraphy.wamp.session import Resumption
 
@@ -137,7 +138,7 @@ class Persistence:
             for subscription_id in session.subscriptions:
                 sub = realm.broker.get(subscription_id)
                 if sub is not None:
-                    subscriptions.append({"topic": sub.topic, "match": sub.match})
+                    subscriptions.append({"topic": sub.topic, "match": sub.match, "options": sub.options})
             previous = self._records.get(token, {}).get("positions", {})
             record = {
                 "authid": session.identity.authid,
@@ -341,9 +342,9 @@ class Persistence:
         ):
             session.complete_resume(None)
             return
-        subscriptions = [(s["topic"], s["match"]) for s in record.get("subscriptions", [])]
+        subscriptions = [(s["topic"], s["match"], s.get("options") or {}) for s in record.get("subscriptions", [])]
         restored = Resumption(job.token, subscriptions)
-        for topic, match in subscriptions:
+        for topic, match, _ in subscriptions:
             if match != "exact":
                 restored.errors[topic] = "pattern subscriptions have no stream position"
                 restored.recovered[topic] = False
@@ -398,7 +399,14 @@ def _publication(router: Router, realm_name: str, topic: str, data: bytes) -> Pu
     if realm is None:
         return None
     record = json.loads(data)
-    return Publication(realm, topic, record["p"], record.get("a"), record.get("k"), record.get("d", {}), event=bool(record.get("e")))
+    args = record.get("a")
+    try:
+        visibility = Visibility.of_event(args[0]) if args else None
+    except InvalidAudience:
+        return None
+    return Publication(
+        realm, topic, record["p"], args, record.get("k"), record.get("d", {}), event=bool(record.get("e")), visibility=visibility
+    )
 
 
 def _decode(

@@ -17,28 +17,45 @@ pattern's component is not empty, so ``a..c`` matches ``a.b.c``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from .channels import may_receive, private_owner
 from .errors import ApplicationError, uris
 from .messages import Event
 
 if TYPE_CHECKING:
+    from .audience import Visibility
     from .serializer import WireCodec
     from .session import ServerSession
 
-__all__ = ["Broker", "Subscription"]
+__all__ = ["Broker", "Subscription", "filter_target"]
 
 
 class Subscription:
     """One topic + match policy and the sessions subscribed to it."""
 
-    __slots__ = ("codecs", "components", "created", "id", "match", "subscribers", "topic")
+    __slots__ = ("codecs", "components", "created", "filter_key", "id", "match", "options", "predicate", "subscribers", "topic")
 
-    def __init__(self, subscription_id: int, topic: str, match: str, created: float | None = None) -> None:
+    def __init__(
+        self,
+        subscription_id: int,
+        topic: str,
+        match: str,
+        created: float | None = None,
+        predicate: Callable[[Any], bool] | None = None,
+        filter_key: str = "",
+        options: dict[str, Any] | None = None,
+    ) -> None:
         self.id = subscription_id
         self.topic = topic
         self.match = match
+        #: The compiled server-side filter, evaluated once per event for all subscribers.
+        self.predicate = predicate
+        self.filter_key = filter_key
+        #: The ``filter``/``exclude`` options that made it (empty without a filter).
+        self.options = options or {}
         #: Unix time the subscription was created, when the caller said.
         self.created = created
         #: Insertion-ordered set of sessions.
@@ -87,9 +104,12 @@ class Broker:
 
     def __init__(self, next_id: Callable[[], int]) -> None:
         self._next_id = next_id
+        # Keyed by topic, or by topic + NUL + filter key for filtered subscriptions.
         self._exact: dict[str, Subscription] = {}
         self._prefix: dict[str, Subscription] = {}
         self._wildcard: dict[str, Subscription] = {}
+        #: Filtered exact subscriptions by topic (they share a topic, not a key).
+        self._exact_filtered: dict[str, list[Subscription]] = {}
         self._by_id: dict[int, Subscription] = {}
 
     # Subscription bookkeeping --------------------------------------------
@@ -97,19 +117,47 @@ class Broker:
     def _table(self, match: str) -> dict[str, Subscription]:
         return self._exact if match == "exact" else self._prefix if match == "prefix" else self._wildcard
 
-    def subscribe(self, session: ServerSession, topic: str, match: str = "exact", now: float | None = None) -> Subscription:
-        """Add ``session`` to the subscription for (``topic``, ``match``), creating it if needed.
+    def subscribe(
+        self,
+        session: ServerSession,
+        topic: str,
+        match: str = "exact",
+        now: float | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> Subscription:
+        """Add ``session`` to the subscription for (``topic``, ``match``, filter), creating it if needed.
 
         Subscribing twice is not an error: WAMP §8.1.2 says the Broker answers
         with the existing subscription's id. ``now`` becomes the creation time
         of a new subscription (``wamp.subscription.get`` reports it).
+        ``options`` may carry ``filter`` and ``exclude`` (the Django lookup
+        language, :mod:`telegraphy.query`); sessions with the same filter
+        share one subscription, so the filter runs once per event.
+
+        Raises:
+            ApplicationError: ``wamp.error.invalid_argument`` for an invalid filter.
         """
+        wanted = {k: options[k] for k in ("filter", "exclude") if options and options.get(k) is not None}
+        key, filter_key, predicate = topic, "", None
+        if wanted:
+            from telegraphy.query import QueryError, compile_filter
+
+            try:
+                predicate = compile_filter(wanted.get("filter"), wanted.get("exclude"))
+            except QueryError as exc:
+                raise ApplicationError(uris.INVALID_ARGUMENT, f"invalid filter: {exc}") from None
+            except (TypeError, ValueError) as exc:
+                raise ApplicationError(uris.INVALID_ARGUMENT, f"invalid filter: {exc}") from None
+            filter_key = json.dumps(wanted, sort_keys=True, separators=(",", ":"), default=str)
+            key = f"{topic}\x00{filter_key}"
         table = self._table(match)
-        sub = table.get(topic)
+        sub = table.get(key)
         if sub is None:
-            sub = Subscription(self._next_id(), topic, match, now)
-            table[topic] = sub
+            sub = Subscription(self._next_id(), topic, match, now, predicate, filter_key, wanted)
+            table[key] = sub
             self._by_id[sub.id] = sub
+            if predicate is not None and match == "exact":
+                self._exact_filtered.setdefault(topic, []).append(sub)
         sub.add(session)
         return sub
 
@@ -129,8 +177,14 @@ class Broker:
     def _remove(self, sub: Subscription, session: ServerSession) -> None:
         sub.discard(session)
         if not sub.subscribers:
-            del self._table(sub.match)[sub.topic]
+            key = f"{sub.topic}\x00{sub.filter_key}" if sub.filter_key else sub.topic
+            del self._table(sub.match)[key]
             del self._by_id[sub.id]
+            if sub.filter_key and sub.match == "exact":
+                siblings = self._exact_filtered[sub.topic]
+                siblings.remove(sub)
+                if not siblings:
+                    del self._exact_filtered[sub.topic]
 
     def remove_session(self, session: ServerSession, subscription_ids: Iterable[int]) -> None:
         """Drop every subscription of a session that left."""
@@ -156,8 +210,10 @@ class Broker:
         exact = self._exact.get(topic)
         if exact is not None:
             found.append(exact)
+        if self._exact_filtered:
+            found.extend(self._exact_filtered.get(topic, ()))
         if self._prefix:
-            found.extend(sub for prefix, sub in self._prefix.items() if topic.startswith(prefix))
+            found.extend(sub for sub in self._prefix.values() if topic.startswith(sub.topic))
         if self._wildcard:
             components = topic.split(".")
             found.extend(sub for sub in self._wildcard.values() if sub.matches(topic, components))
@@ -177,36 +233,89 @@ class Broker:
         exclude: frozenset[int] | None = None,
         eligible: frozenset[int] | None = None,
         details: dict[str, Any] | None = None,
+        visibility: Visibility | None = None,
+        target: Any = None,
     ) -> int:
         """Deliver an event to every matching subscriber; return how many got it.
 
-        Each EVENT is encoded once per subscription and wire codec. WAMP §8.4.1
-        (publisher exclusion): the publisher does not receive its own event
-        unless it asks with ``exclude_me: false``. ``exclude``/``eligible`` are
-        session ids (advanced profile, "Subscriber Black- and Whitelisting").
+        Each EVENT is encoded once per subscription and wire codec (and, with
+        a ``visibility``, once per projection). WAMP §8.4.1 (publisher
+        exclusion): the publisher does not receive its own event unless it
+        asks with ``exclude_me: false``. ``exclude``/``eligible`` are session
+        ids (advanced profile, "Subscriber Black- and Whitelisting"). A
+        filtered subscription gets the event only if its filter accepts
+        ``target`` (the event's ``data``).
 
         Raises:
             ApplicationError: ``wamp.error.invalid_argument`` when a subscriber's
                 serialization cannot carry the payload; nobody got the event.
         """
         base = details or {}
-        prepared: list[tuple[Subscription, dict[WireCodec, bytes]]] = []
-        for sub in self.matching(topic):
-            event_details = base if sub.match == "exact" else {**base, "topic": topic}
-            message = Event(sub.id, publication, event_details, args, kwargs).marshal()
-            prepared.append((sub, {codec: codec.encode(message) for codec in sub.codecs}))
-        delivered = 0
         skip = publisher if exclude_me else None
         filtered = exclude is not None or eligible is not None
-        for sub, frames in prepared:
-            for session in sub.subscribers:
-                if session is skip:
+        owner = private_owner(topic)
+        # (subscription, recipients, frame key per recipient or None for "by codec", frames)
+        plan: list[tuple[Subscription, Iterable[ServerSession], list[Any] | None, dict[Any, bytes]]] = []
+        variants: dict[int, int | None] = {}
+        for sub in self.matching(topic):
+            predicate = sub.predicate
+            if predicate is not None and not predicate(target):
+                continue
+            event_details = base if sub.match == "exact" else {**base, "topic": topic}
+            sessions: Iterable[ServerSession] = sub.subscribers
+            if skip is not None or filtered:
+                sessions = [s for s in sessions if s is not skip and (not filtered or _allowed(s.id, exclude, eligible))]
+            if owner is not None:
+                # A private channel's events reach its owner only, whatever the pattern.
+                sessions = [s for s in sessions if may_receive(s.grants, owner)]
+            if visibility is None:
+                message = Event(sub.id, publication, event_details, args, kwargs).marshal()
+                frames: dict[Any, bytes] = {codec: codec.encode(message) for codec in sub.codecs}
+                plan.append((sub, sessions, None, frames))
+                continue
+            # Who gets which version: decided once per distinct grants object.
+            frame_keys: list[Any] = []
+            kept: list[ServerSession] = []
+            frames = {}
+            for session in sessions:
+                grants = session.grants
+                variant = variants.get(id(grants), _UNKNOWN)
+                if variant is _UNKNOWN:
+                    variant = variants[id(grants)] = visibility.variant(grants)
+                if variant is None:
                     continue
-                if filtered and not _allowed(session.id, exclude, eligible):
-                    continue
-                session.deliver(frames[session.codec])
-                delivered += 1
+                key = (session.codec, variant)
+                if key not in frames:
+                    assert args is not None
+                    projected = [visibility.project(args[0], variant), *args[1:]]
+                    frames[key] = session.codec.encode(Event(sub.id, publication, event_details, projected, kwargs).marshal())
+                kept.append(session)
+                frame_keys.append(key)
+            plan.append((sub, kept, frame_keys, frames))
+        delivered = 0
+        for _, recipients, keys, frames in plan:
+            if keys is None:
+                for session in recipients:
+                    session.deliver(frames[session.codec])
+                    delivered += 1
+            else:
+                for session, key in zip(recipients, keys):
+                    session.deliver(frames[key])
+                delivered += len(keys)
         return delivered
+
+
+_UNKNOWN: Any = object()
+
+
+def filter_target(args: list[Any] | None, kwargs: dict[str, Any] | None) -> Any:
+    """Return what subscription filters look at: a Telegraphy event's ``data``, else the first argument, else kwargs."""
+    if args:
+        first = args[0]
+        if isinstance(first, dict):
+            return first["data"] if "data" in first and "meta" in first else first
+        return first
+    return kwargs or {}
 
 
 def _allowed(session_id: int | None, exclude: frozenset[int] | None, eligible: frozenset[int] | None) -> bool:

@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import meta
+from .audience import Grants, InvalidAudience, Visibility, grants_of
 from .auth import Authenticator, Identity
-from .broker import Broker
+from .channels import ChannelPolicy
+from .broker import Broker, filter_target
 from .dealer import Dealer
 from .errors import ApplicationError, LocalProtocolError, uris
 from .messages import MAX_ID
@@ -75,6 +77,8 @@ class Publication:
     #: True for Telegraphy events (args[0] is ``{name, meta, data}``): their
     #: ``meta`` gets ``offset`` and ``epoch`` too.
     event: bool = False
+    #: Who sees the event and which fields (from ``meta.audience``/``meta.projections``).
+    visibility: Visibility | None = None
 
 
 class Realm:
@@ -137,8 +141,11 @@ class Router:
         on_output: Callable[[], None] | None = None,
         anonymous_actions: frozenset[str] = ANONYMOUS_ACTIONS,
         meta_roles: AbstractSet[str] = META_ROLES,
+        channels: ChannelPolicy | None = None,
     ) -> None:
         self.authenticator = authenticator
+        #: Who may subscribe and publish where (see :mod:`.channels`).
+        self.channels = channels if channels is not None else ChannelPolicy()
         self.realms: dict[str, Realm] = {name: Realm(name, self._next_router_id) for name in realms}
         if not self.realms:
             raise LocalProtocolError("a router needs at least one realm")
@@ -207,13 +214,23 @@ class Router:
 
     # Authorization -------------------------------------------------------------
 
-    def authorize(self, identity: Identity, action: str, uri: str) -> None:
-        """Raise :class:`ApplicationError` unless ``identity`` may do ``action`` on ``uri``."""
+    def authorize(
+        self, identity: Identity, action: str, uri: str, grants: Grants | None = None, match: str = "exact"
+    ) -> None:
+        """Raise :class:`ApplicationError` unless ``identity`` may do ``action`` on ``uri``.
+
+        Roles decide the kinds of action; the channel policy decides which
+        topics may be subscribed to and published on (see :mod:`.channels`).
+        """
         if action in ("publish", "register") and uri.startswith("wamp."):
             raise ApplicationError(uris.INVALID_URI, f"uri {uri!r} is reserved for the router")
         allowed = self.anonymous_actions if identity.anonymous else ACTIONS
         if action not in allowed:
             raise ApplicationError(uris.NOT_AUTHORIZED, f"{identity.authrole} sessions may not {action} {uri!r}")
+        if action in ("subscribe", "publish"):
+            refused = self.channels.check(grants if grants is not None else grants_of(identity), action, uri, match)
+            if refused is not None:
+                raise ApplicationError(uris.NOT_AUTHORIZED, refused)
         if action == "call" and uri in meta.PROCEDURES and identity.authrole not in self.meta_roles:
             raise ApplicationError(uris.NOT_AUTHORIZED, f"{identity.authrole} sessions may not call {uri!r}")
 
@@ -250,9 +267,13 @@ class Router:
             if publisher.identity is not None:
                 details["publisher_authid"] = publisher.identity.authid
                 details["publisher_authrole"] = publisher.identity.authrole
+        try:
+            visibility = Visibility.of_event(args[0]) if args else None
+        except InvalidAudience as exc:
+            raise ApplicationError(uris.INVALID_ARGUMENT, str(exc)) from None
         publication = Publication(
             realm, topic, self._random.randint(1, MAX_ID), args, kwargs, details or {},
-            publisher, exclude_me, exclude, eligible, event,
+            publisher, exclude_me, exclude, eligible, event, visibility,
         )
         if self.sequencer is not None:
             self.sequencer(publication)
@@ -279,6 +300,7 @@ class Router:
             publication.topic, publication.id, publication.args, publication.kwargs,
             publisher=publication.publisher, exclude_me=publication.exclude_me,
             exclude=publication.exclude, eligible=publication.eligible, details=details,
+            visibility=publication.visibility, target=filter_target(publication.args, publication.kwargs),
         )
         stats = self.stats
         stats.events_published += 1

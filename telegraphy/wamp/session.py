@@ -37,7 +37,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .audience import ANONYMOUS, Grants, InvalidAudience, Visibility, grants_of
 from .auth import Identity, PendingChallenge
+from .broker import filter_target
 from .errors import ApplicationError, AuthenticationFailed, ProtocolViolation, WampError, uris
 from .messages import (
     MAX_ID,
@@ -112,6 +114,7 @@ class ServerSession:
         "close_request",
         "codec",
         "id",
+        "grants",
         "identity",
         "peer",
         "realm",
@@ -131,6 +134,8 @@ class ServerSession:
         self.id: int | None = None
         self.realm: Realm | None = None
         self.identity: Identity | None = None
+        #: What the session may see (audiences); replaced on live revocation.
+        self.grants: Grants = ANONYMOUS
         self.subscriptions: set[int] = set()
         self.registrations: set[int] = set()
         #: (code, reason) once the transport should close after flushing.
@@ -268,6 +273,7 @@ class ServerSession:
         """The peer is authenticated: resume its earlier session if it asks to, else start afresh."""
         hello, self._hello = self._hello, None
         self.identity = identity
+        self.grants = grants_of(identity)
         token = hello.details.get("resume_token") if hello is not None else None
         if token is None or self._router.on_resume is None:
             self._establish({})
@@ -295,21 +301,37 @@ class ServerSession:
         assert self.realm is not None
         broker = self.realm.broker
         listed: list[dict[str, Any]] = []
-        exact: dict[str, int] = {}
-        for topic, match in restored.subscriptions:
-            sub = broker.subscribe(self, topic, match, self._now)
+        restored_subs = []
+        for topic, match, options in restored.subscriptions:
+            try:
+                # Grants may have changed since: a subscription is restored only if still allowed.
+                self._authorize("subscribe", topic, match)
+                sub = broker.subscribe(self, topic, match, self._now, options)
+            except ApplicationError as exc:
+                restored.recovered[topic] = False
+                restored.errors[topic] = exc.message
+                continue
             self.subscriptions.add(sub.id)
-            listed.append({"topic": topic, "match": match, "subscription": sub.id})
-            if match == "exact":
-                exact[topic] = sub.id
+            restored_subs.append(sub)
+            listed.append({"topic": topic, "match": match, "subscription": sub.id, **sub.options})
         self.resume_token = restored.token
         self._establish(
             {"resumed": True, "subscriptions": listed, "recovered": restored.recovered, "recovery_errors": restored.errors}
         )
+        # Missed events go through the same filters and audiences as live ones.
         for topic, publication, details, args, kwargs in restored.missed:
-            subscription = exact.get(topic)
-            if subscription is not None:
-                self.send(Event(subscription, publication, details, args, kwargs))
+            try:
+                visibility = Visibility.of_event(args[0]) if args else None
+            except InvalidAudience:
+                continue
+            variant = -1 if visibility is None else visibility.variant(self.grants)
+            if variant is None:
+                continue
+            payload = args if visibility is None or not args else [visibility.project(args[0], variant), *args[1:]]
+            target = filter_target(args, kwargs)
+            for sub in restored_subs:
+                if sub.match == "exact" and sub.topic == topic and (sub.predicate is None or sub.predicate(target)):
+                    self.send(Event(sub.id, publication, details, payload, kwargs))
 
     def _establish(self, extra: dict[str, Any]) -> None:
         identity = self.identity
@@ -390,9 +412,9 @@ class ServerSession:
     def _request_error(self, request: Message, request_id: int, exc: WampError) -> None:
         self.send(Error(request.TYPE, request_id, {}, exc.uri, [exc.message]))
 
-    def _authorize(self, action: str, uri: str) -> None:
+    def _authorize(self, action: str, uri: str, match: str = "exact") -> None:
         assert self.identity is not None
-        self._router.authorize(self.identity, action, uri)
+        self._router.authorize(self.identity, action, uri, self.grants, match)
 
     def _on_publish(self, message: Publish) -> None:
         assert self.realm is not None
@@ -410,11 +432,15 @@ class ServerSession:
     def _on_subscribe(self, message: Subscribe) -> None:
         assert self.realm is not None
         try:
-            self._authorize("subscribe", message.topic)
+            self._authorize("subscribe", message.topic, message.options.get("match", "exact"))
         except ApplicationError as exc:
             self._request_error(message, message.request, exc)
             return
-        sub = self.realm.broker.subscribe(self, message.topic, message.options.get("match", "exact"), self._now)
+        try:
+            sub = self.realm.broker.subscribe(self, message.topic, message.options.get("match", "exact"), self._now, message.options)
+        except ApplicationError as exc:
+            self._request_error(message, message.request, exc)
+            return
         self.subscriptions.add(sub.id)
         self.send(Subscribed(message.request, sub.id))
         self._router.session_changed(self)
@@ -489,14 +515,15 @@ class Resumption:
 
     Attributes:
         token: the resume token (kept for the resumed session).
-        subscriptions: (topic, match) pairs to restore.
+        subscriptions: (topic, match, options) to restore; options may carry
+            the subscription's ``filter``/``exclude``.
         recovered: per topic, whether every missed event is in ``missed``.
         errors: per topic that was not recovered, why ("history trimmed", …).
         missed: (topic, publication id, EVENT details, args, kwargs) in order.
     """
 
     token: str
-    subscriptions: list[tuple[str, str]]
+    subscriptions: list[tuple[str, str, dict[str, Any]]]
     recovered: dict[str, bool] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     missed: list[tuple[str, int, dict[str, Any], list[Any] | None, dict[str, Any] | None]] = field(default_factory=list)

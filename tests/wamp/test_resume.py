@@ -109,7 +109,7 @@ def test_resume_waits_for_the_router_then_restores_and_replays(peers: Peers, hoo
     assert resuming is session and token == "tok" and offsets == {"shop.Order": ("e1", 3)}
     missed = [("shop.Order", 11, {"epoch": "e1", "offset": 4}, [{"n": 4}], None)]
     session.complete_resume(
-        Resumption("tok", [("shop.Order", "exact"), ("shop", "prefix")], {"shop.Order": True}, {}, missed)
+        Resumption("tok", [("shop.Order", "exact", {}), ("shop", "prefix", {})], {"shop.Order": True}, {}, missed)
     )
     welcome, event = peers.read(session)
     assert isinstance(welcome, Welcome)
@@ -145,7 +145,7 @@ def test_resume_after_the_connection_went_is_ignored(peers: Peers, hooks: Hooks)
     session = peers.attach()
     peers.hello(session, resume_token="tok")
     session.connection_lost()
-    session.complete_resume(Resumption("tok", [("a.b", "exact")]))
+    session.complete_resume(Resumption("tok", [("a.b", "exact", {})]))
     assert peers.read(session) == []
     assert session.subscriptions == set()
 
