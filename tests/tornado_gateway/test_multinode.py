@@ -6,6 +6,7 @@ import asyncio
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,9 @@ def test_clients_of_a_killed_node_resume_on_the_survivor_with_every_event_once(c
         seen = await client.events(1)  # the subscription is saved and live
         thread = threading.Thread(target=publisher)
         thread.start()
-        while len(published) < total // 3:
+        deadline = time.monotonic() + 20
+        while len(published) < total // 3:  # poll until a third is out, with a deadline
+            assert time.monotonic() < deadline and not errors, errors or "publisher too slow"
             await asyncio.sleep(0.01)
         a.kill()
         try:
