@@ -1582,7 +1582,8 @@ function resolveSockJSUrl(url, location) {
   if (url.charAt(0) === '/' && location && location.host) {
     return (location.protocol === 'https:' ? 'https://' : 'http://') + location.host + url;
   }
-  throw new UsageError('sockjsUrl must be an http(s):// or ws(s):// URL or an absolute path, got ' + JSON.stringify(url));
+  throw new UsageError('sockjsUrl must be an http(s):// or ws(s):// URL or an absolute path, got '
+    + JSON.stringify(url));
 }
 
 /**
@@ -1638,7 +1639,8 @@ function loadSockJS(url, scope) {
     try {
       Object.defineProperty(root, SOCKJS_LOADS, { value: new Map(), configurable: true });
     } catch (err) {
-      return Promise.reject(new ConnectionError('cannot load SockJS: the global object is frozen', { code: null, reason: 'no SockJS' }));
+      return Promise.reject(new ConnectionError('cannot load SockJS: the global object is frozen',
+        { code: null, reason: 'no SockJS' }));
     }
   }
   const loads = root[SOCKJS_LOADS];

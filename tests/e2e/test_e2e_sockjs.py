@@ -222,13 +222,18 @@ def autobahn_peer(demo: Any) -> Iterator[AutobahnPeer]:
 
 
 @pytest.mark.parametrize(
-    ("options", "expected_sockjs_transport"),
-    [(None, None), ({"sockjsTransports": ["xhr-polling"]}, "xhr-polling")],
-    ids=["sockjs-default", "sockjs-xhr-polling"],
+    ("no_websocket", "options", "expected_sockjs_transport"),
+    [
+        (True, None, None),
+        (True, {"sockjsTransports": ["xhr-polling"]}, "xhr-polling"),
+        # Not a fallback: SockJS chosen, and over its own WebSocket transport (the gateway's raw SockJS WebSocket).
+        (False, {"transports": ["sockjs"]}, "websocket"),
+    ],
+    ids=["no-websocket", "no-websocket-xhr-polling", "sockjs-only-over-websocket"],
 )
-def test_page_without_websocket_uses_sockjs(demo, page, autobahn_peer, options, expected_sockjs_transport):
-    """Without window.WebSocket the demo page connects over SockJS: model events, ticket auth, publish and RPC."""
-    requested = hook_page(page, no_websocket=True, options=options)
+def test_page_over_sockjs(demo, page, autobahn_peer, no_websocket, options, expected_sockjs_transport):
+    """A signed-in demo page over SockJS gets model events, publishes to and calls an Autobahn session."""
+    requested = hook_page(page, no_websocket=no_websocket, options=options)
     sign_in_and_open_list(page, demo)
 
     info = connect_info(page)
