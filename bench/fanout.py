@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wsclient import Receiver, connect  # noqa: E402
+from wsclient import CONNECT, Receiver  # noqa: E402
 
 from telegraphy.tokens import mint_publish_token  # noqa: E402
 
@@ -83,12 +83,13 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def receiver(port: int, count: int, sample_every: int, args_nice: int, conn: mp.connection.Connection) -> None:
+def receiver(port: int, count: int, sample_every: int, args_nice: int, transport: str, conn: mp.connection.Connection) -> None:
     """Load-generator process: open ``count`` subscribers, then count events until told the total."""
     raise_nofile()
     pin("load")
     # The load generator yields the CPU to the gateway it measures.
     os.nice(args_nice)
+    connect = CONNECT[transport]
     subs = [connect("127.0.0.1", port, TOPIC, sample_every > 0 and i % sample_every == 0) for i in range(count)]
     recv = Receiver(subs)
     conn.send(("ready", len(subs)))
@@ -134,7 +135,11 @@ def percentile(values: list[float], p: float) -> float:
 
 def run(args: argparse.Namespace) -> None:
     secret = secrets.token_urlsafe(32)
-    gateway, port = start_gateway(secret, args.gateway_arg)
+    extra = list(args.gateway_arg)
+    if args.transport == "sockjs-xhr-streaming":
+        # One long streaming response for the whole run (the default 128K makes clients reopen).
+        extra += ["--sockjs-response-limit", "1G"]
+    gateway, port = start_gateway(secret, extra)
     pin("load")
     stop_at = time.monotonic() + args.timeout
     try:
@@ -146,7 +151,7 @@ def run(args: argparse.Namespace) -> None:
         procs = []
         for count in per_proc:
             parent, child = mp.Pipe()
-            p = mp.Process(target=receiver, args=(port, count, sample_every, args.nice, child), daemon=True)
+            p = mp.Process(target=receiver, args=(port, count, sample_every, args.nice, args.transport, child), daemon=True)
             p.start()
             pipes.append(parent)
             procs.append(p)
@@ -158,7 +163,7 @@ def run(args: argparse.Namespace) -> None:
         time.sleep(0.5)  # let the gateway's allocator settle before reading RSS
         loaded_rss = rss_kib(gateway.pid)
         per_conn = (loaded_rss - base_rss) * 1024 / opened
-        print(f"subscribers: {opened} in {args.procs} processes; gateway RSS {base_rss / 1024:.1f} MiB -> {loaded_rss / 1024:.1f} MiB, "
+        print(f"subscribers: {opened} over {args.transport} in {args.procs} processes; gateway RSS {base_rss / 1024:.1f} MiB -> {loaded_rss / 1024:.1f} MiB, "
               f"{per_conn / 1024:.2f} KiB per connection")
         if args.idle:
             for pipe in pipes:
@@ -221,6 +226,7 @@ def main() -> None:
     parser.add_argument("--sample-every", type=int, default=50, help="measure latency on one connection in this many")
     parser.add_argument("--idle", type=int, default=0, help="only open this many idle subscribers and report memory")
     parser.add_argument("--nice", type=int, default=0, help="niceness of the load-generator processes (0 = same as the gateway)")
+    parser.add_argument("--transport", choices=sorted(CONNECT), default="websocket", help="how subscribers connect")
     parser.add_argument("--timeout", type=float, default=120)
     parser.add_argument("--gateway-arg", action="append", default=[], help="extra gateway argument (repeatable)")
     run(parser.parse_args())

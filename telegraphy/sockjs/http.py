@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 #: What the iframe page loads unless configured otherwise (sockjs-node's default).
-DEFAULT_CLIENT_URL = "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js"
+DEFAULT_CLIENT_URL = "https://cdn.jsdelivr.net/npm/sockjs-client@1.6.1/dist/sockjs.min.js"
 
 ONE_YEAR = 365 * 24 * 60 * 60
 CACHE_FOREVER = f"public, max-age={ONE_YEAR}"
