@@ -111,7 +111,11 @@ class Dealer:
         request = callee.next_request_id()
         details: dict[str, Any] = {}
         if call.options.get("disclose_me"):
+            # Advanced profile, "Caller Identification".
             details["caller"] = caller.id
+            if caller.identity is not None:
+                details["caller_authid"] = caller.identity.authid
+                details["caller_authrole"] = caller.identity.authrole
         # Sent first: a payload the callee's serialization cannot carry
         # raises here, and leaves no call pending.
         callee.send(Invocation(request, registration.id, details, call.args, call.kwargs))
