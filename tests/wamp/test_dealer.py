@@ -78,7 +78,7 @@ def test_disclose_me_names_the_caller(peers: Peers) -> None:
     _register(peers, callee, "p")
     peers.send(caller, Call(1, {"disclose_me": True}, "p"))
     invocation = peers.read_one(callee)
-    assert isinstance(invocation, Invocation) and invocation.details == {"caller": caller.id}
+    assert isinstance(invocation, Invocation) and invocation.details == {"caller": caller.id, "caller_authid": "anonymous", "caller_authrole": "anonymous"}
 
 
 def test_duplicate_registration(peers: Peers) -> None:
