@@ -4,7 +4,9 @@ The publisher is synchronous and framework-agnostic: a Django view, a Flask
 route, a Celery task or a script calls :meth:`Publisher.publish` and gets back
 the ids the gateway assigned. Underneath, each call is one HTTP ``POST`` to
 the gateway's ``/publish`` endpoint, signed with a short-lived JWT minted from
-the shared secret (:func:`telegraphy.tokens.mint_publish_token`)::
+the shared secret (:func:`telegraphy.tokens.mint_publish_token`).
+:meth:`Publisher.revoke` tells the gateway that a user's grants changed or
+that the user logged out (``POST /revoke``, signed with a manage token)::
 
     from telegraphy.event import make_event
     from telegraphy.publisher import Publisher
@@ -14,6 +16,8 @@ the shared secret (:func:`telegraphy.tokens.mint_publish_token`)::
         with publisher.batch():          # one request for both events
             publisher.publish(make_event("shop.Order", {"pk": 1}, "create"))
             publisher.publish(make_event("shop.Order", {"pk": 2}, "create"))
+        publisher.revoke(7, grants={"groups": ["staff"], "perms": [], "superuser": False})
+        publisher.revoke(7, logout=True)   # end user 7's live sessions
 
 How it behaves:
 
@@ -28,6 +32,8 @@ How it behaves:
   whose answer was lost may publish an event twice (at-least-once delivery).
 - A ``4xx`` answer is never retried: :class:`PublishRejected` carries the
   status and the gateway's ``error`` code and ``detail``.
+- :meth:`Publisher.revoke` uses the same connections, retries and
+  fire-and-forget rule; it is never queued by :meth:`Publisher.batch`.
 - With ``fire_and_forget=True``, a :class:`PublishError` is logged on the
   ``telegraphy.publisher`` logger instead of raised and the call returns
   ``[]``. An event that is not valid (:class:`telegraphy.event.InvalidEvent`)
@@ -54,13 +60,13 @@ import threading
 import time
 import urllib.parse
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
 from telegraphy import __version__
 from telegraphy.event import InvalidEvent, validate_event
-from telegraphy.tokens import mint_publish_token
+from telegraphy.tokens import mint_manage_token, mint_publish_token
 
 __all__ = [
     "Batch",
@@ -116,13 +122,15 @@ class PublishRejected(PublishError):
         status: the HTTP status (400 bad event, 401 bad token, 413 too large, …).
         error: the gateway's error code, e.g. ``"invalid_token"``.
         detail: the gateway's explanation.
+        action: what was refused: ``"publish"`` or ``"revoke"``.
     """
 
-    def __init__(self, status: int, error: str, detail: Any = None) -> None:
+    def __init__(self, status: int, error: str, detail: Any = None, action: str = "publish") -> None:
         self.status = status
         self.error = error
         self.detail = detail
-        message = f"gateway rejected the publish with {status} {error}"
+        self.action = action
+        message = f"gateway rejected the {action} with {status} {error}"
         if detail:
             message += f": {detail}"
         super().__init__(message)
@@ -220,12 +228,15 @@ class Publisher:
         self._host = parsed.hostname
         self._port = parsed.port
         self._path = parsed.path.rstrip("/") + "/publish"
+        self._revoke_path = parsed.path.rstrip("/") + "/revoke"
         self._ssl_context = ssl_context
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: weakref.WeakSet[http.client.HTTPConnection] = weakref.WeakSet()
         self._token: str | None = None
         self._token_renew_at = 0.0
+        self._manage_token: str | None = None
+        self._manage_token_renew_at = 0.0
 
     def __repr__(self) -> str:
         return f"<Publisher {self.url}>"
@@ -296,6 +307,56 @@ class Publisher:
         elif current.events:
             current.ids = self.publish_many(current.events)
 
+    def revoke(
+        self,
+        user_id: str | int,
+        *,
+        logout: bool = False,
+        grants: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
+        """Tell the gateway that a user's grants changed, or that the user is gone.
+
+        One ``POST /revoke`` with a manage token and the body
+        ``{"user": "<id>", "logout": <bool>, "grants": <grants or null>}``.
+
+        Args:
+            user_id: the user whose live sessions are concerned (``sub`` of
+                their connect tokens).
+            logout: end every live session of the user.
+            grants: the user's grants from now on, replacing those of their
+                connect tokens: ``{"groups": [...], "perms": [...],
+                "superuser": bool}`` (the claims of
+                :func:`telegraphy.tokens.mint_connect_token`); ``None`` keeps them.
+
+        Returns:
+            the gateway's JSON answer (``{}`` when it is not an object), or
+            ``None`` after a logged failure in fire-and-forget mode.
+
+        Raises:
+            ValueError: ``user_id`` is empty, or ``grants`` is not a mapping.
+            PublishError: the gateway was unreachable or refused (unless
+                ``fire_and_forget``).
+        """
+        user = "" if user_id is None else str(user_id)
+        if not user:
+            raise ValueError("revoke needs a user id")
+        if grants is not None and not isinstance(grants, Mapping):
+            raise ValueError(f"grants must be a mapping or None, got {type(grants).__name__}")
+        body = {"user": user, "logout": bool(logout), "grants": None if grants is None else dict(grants)}
+        payload = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        try:
+            _status, answer = self._post(self._revoke_path, payload, self._current_manage_token, "revoke")
+        except PublishError as exc:
+            if not self.fire_and_forget:
+                raise
+            logger.error("could not revoke the sessions of user %s: %s", user, exc)
+            return None
+        try:
+            decoded = json.loads(answer) if answer else {}
+        except ValueError:
+            decoded = {}
+        return decoded if isinstance(decoded, dict) else {}
+
     def close(self) -> None:
         """Close every connection this publisher opened, in every thread.
 
@@ -322,14 +383,19 @@ class Publisher:
     # -- request ---------------------------------------------------------------
 
     def _send(self, body: bytes, count: int) -> list[str]:
-        """POST ``body`` with retries; return the ids from the gateway's answer."""
+        """POST ``body`` to ``/publish`` with retries; return the ids from the gateway's answer."""
+        status, payload = self._post(self._path, body, self._current_token, "publish")
+        return self._ids(status, payload, count)
+
+    def _post(self, path: str, body: bytes, token: Callable[[], str], action: str) -> tuple[int, bytes]:
+        """POST ``body`` to ``path`` with retries; return the status and body of a 2xx answer."""
         attempts = 0
         reconnected = False
         while True:
             attempts += 1
             connection, reused = self._connection()
             try:
-                status, payload = self._round_trip(connection, body)
+                status, payload = self._round_trip(connection, body, path, token)
             except (OSError, http.client.HTTPException) as exc:
                 self._discard_connection()
                 if reused and not reconnected and isinstance(exc, _STALE_CONNECTION_ERRORS):
@@ -342,12 +408,12 @@ class Publisher:
                 reason = _describe(exc)
             else:
                 if 200 <= status < 300:
-                    return self._ids(status, payload, count)
+                    return status, payload
                 if status < 500:
                     error, detail = _error_of(status, payload)
                     if status == 401:
                         self._forget_token()
-                    raise PublishRejected(status, error, detail)
+                    raise PublishRejected(status, error, detail, action)
                 error, detail = _error_of(status, payload)
                 reason = f"HTTP {status} {error}" + (f": {detail}" if detail else "")
             if attempts > self.retries:
@@ -356,18 +422,24 @@ class Publisher:
             # Jitter spreads the retries of many workers that failed together.
             delay *= 0.5 + random.random() / 2
             logger.info(
-                "publish to %s failed (%s); retry %d of %d in %.2fs", self.url, reason, attempts, self.retries, delay
+                "%s to %s failed (%s); retry %d of %d in %.2fs", action, self.url, reason, attempts, self.retries, delay
             )
             time.sleep(delay)
 
-    def _round_trip(self, connection: http.client.HTTPConnection, body: bytes) -> tuple[int, bytes]:
+    def _round_trip(
+        self,
+        connection: http.client.HTTPConnection,
+        body: bytes,
+        path: str | None = None,
+        token: Callable[[], str] | None = None,
+    ) -> tuple[int, bytes]:
         headers = {
-            "Authorization": f"Bearer {self._current_token()}",
+            "Authorization": f"Bearer {(token or self._current_token)()}",
             "Content-Type": "application/json",
             "Accept": "application/json",
             "User-Agent": _USER_AGENT,
         }
-        connection.request("POST", self._path, body=body, headers=headers)
+        connection.request("POST", path or self._path, body=body, headers=headers)
         response = connection.getresponse()
         payload = response.read()  # read it all, so the connection can be reused
         if response.will_close:
@@ -441,9 +513,18 @@ class Publisher:
                 self._token_renew_at = now + self.token_ttl - min(10.0, self.token_ttl / 4)
             return self._token
 
+    def _current_manage_token(self) -> str:
+        now = self._clock()
+        with self._lock:
+            if self._manage_token is None or now >= self._manage_token_renew_at:
+                self._manage_token = mint_manage_token(self.secret, self.token_ttl, now=now)
+                self._manage_token_renew_at = now + self.token_ttl - min(10.0, self.token_ttl / 4)
+            return self._manage_token
+
     def _forget_token(self) -> None:
         with self._lock:
             self._token = None
+            self._manage_token = None
 
 
 def _error_of(status: int, payload: bytes) -> tuple[str, Any]:
