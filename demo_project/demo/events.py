@@ -6,7 +6,16 @@ from .models import MyModel
 
 
 class MyModelEvent(BaseEventModel):
-    """Create, update and delete events of MyModel, on the topic ``demo.MyModel``."""
+    """Create, update and delete events of MyModel, on the topic ``demo.MyModel``.
+
+    Everyone sees them, anonymous visitors included. To narrow that down,
+    see "Audiences and permissions" in docs/django.md, e.g.::
+
+        audience = "authenticated"                   # signed-in users only
+        permission = "demo.view_mymodel"             # holders of a permission
+        projections = [({"groups": ["staff"]}, None), ("public", ["title", "count"])]
+    """
 
     model = MyModel
     fields = ("title", "description", "count")
+    audience = "public"

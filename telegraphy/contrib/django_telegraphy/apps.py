@@ -13,9 +13,19 @@ class DjangoTelegraphyConfig(AppConfig):
     verbose_name = "Telegraphy"
 
     def ready(self) -> None:
-        """Register the system checks, connect the receivers and import every app's ``events``."""
+        """Register the system checks, connect the receivers and import every app's ``events``.
+
+        The revocation receivers (:mod:`.revocation`) are connected when
+        ``django.contrib.auth`` is installed.
+        """
+        from django.apps import apps
+
         from . import checks, receivers  # noqa: F401 - checks register themselves on import
         from .registry import autodiscover
 
         receivers.connect()
+        if apps.is_installed("django.contrib.auth"):
+            from . import revocation
+
+            revocation.connect()
         autodiscover()

@@ -8,6 +8,14 @@
 ``telegraphy.W002``    ``django.contrib.staticfiles`` is not installed
 ``telegraphy.E004``    an event class names a field its model does not have
 ``telegraphy.E005``    an event class lists an unknown operation
+``telegraphy.E006``    an event class's ``audience``, ``permission`` or ``projections``
+                       is malformed
+``telegraphy.E007``    an event class declares its audience twice (``audience`` and
+                       ``permission``, or either with an overridden
+                       ``is_authorized_user``)
+``telegraphy.E008``    ``TELEGRAPHY_DEFAULT_AUDIENCE``, ``TELEGRAPHY_CHANNELS``,
+                       ``TELEGRAPHY_TOKEN_PERMISSIONS``, ``TELEGRAPHY_TOKEN_MAX_PERMS``
+                       or ``TELEGRAPHY_REVOKE_MAX_USERS`` is malformed
 =====================  =========================================================
 
 The app has no ordering constraint in ``INSTALLED_APPS``: its ``ready()``
@@ -23,6 +31,7 @@ from typing import Any
 from django.apps import apps
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
+from .audiences import AudienceError, wire_audience, wire_projections
 from .conf import PREFIX
 from .conf import settings as conf
 from .events import OP_CREATE, OP_DELETE, OP_UPDATE
@@ -78,6 +87,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id="telegraphy.E003",
                 )
             )
+    messages.extend(_audience_setting_problems())
     if not apps.is_installed("django.contrib.staticfiles"):
         messages.append(
             Warning(
@@ -119,6 +129,7 @@ def check_event_classes(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
                             id="telegraphy.E004",
                         )
                     )
+        messages.extend(_audience_problems(handler, label))
         for operation in event_class.operations:
             if operation not in (OP_CREATE, OP_UPDATE, OP_DELETE):
                 messages.append(
@@ -130,6 +141,68 @@ def check_event_classes(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
                     )
                 )
     return messages
+
+
+def _audience_problems(handler: Any, label: str) -> list[CheckMessage]:
+    """Check the audience declarations of one event class."""
+    event_class = type(handler)
+    messages: list[CheckMessage] = []
+    declared = [
+        ("audience", event_class.audience),
+        ("permission", None if not event_class.permission else {"permissions": event_class.permission}),
+    ]
+    for option, value in declared:
+        if value is None:
+            continue
+        try:
+            wire_audience(value, f"{label}.{option}")
+        except AudienceError as exc:
+            messages.append(Error(f"{exc}.", obj=event_class, id="telegraphy.E006"))
+    try:
+        wire_projections(event_class.projections, event_class.model, f"{label}.projections")
+    except AudienceError as exc:
+        messages.append(Error(f"{exc}.", obj=event_class, id="telegraphy.E006"))
+    named = [option for option, value in declared if value is not None]
+    if handler.checks_users():
+        named.append("is_authorized_user()")
+    if len(named) > 1:
+        messages.append(
+            Error(
+                f"{label} declares its audience with both {' and '.join(named)}.",
+                hint="Use one: audiences are unions (a user in any entry sees the event), so two declarations "
+                "cannot both restrict it. Override get_audience(instance) to combine them yourself.",
+                obj=event_class,
+                id="telegraphy.E007",
+            )
+        )
+    return messages
+
+
+def _audience_setting_problems() -> list[CheckMessage]:
+    """Check the settings of audiences, token grants and revocation."""
+    problems = []
+    try:
+        wire_audience(conf.DEFAULT_AUDIENCE, f"{PREFIX}DEFAULT_AUDIENCE")
+    except AudienceError as exc:
+        problems.append(str(exc))
+    if conf.CHANNELS:
+        import json
+
+        from telegraphy.wamp.channels import parse_channels
+
+        try:
+            value = conf.CHANNELS
+            parse_channels(value if isinstance(value, str) else json.loads(json.dumps(value)))
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{PREFIX}CHANNELS: {exc}")
+    permissions = conf.TOKEN_PERMISSIONS
+    if isinstance(permissions, str) or not all(isinstance(p, str) and p for p in permissions or ()):
+        problems.append(f"{PREFIX}TOKEN_PERMISSIONS: expected a list of 'app_label.codename' strings")
+    for name in ("TOKEN_MAX_PERMS", "REVOKE_MAX_USERS"):
+        value = getattr(conf, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            problems.append(f"{PREFIX}{name}: expected a whole number, 0 or more, got {value!r}")
+    return [Error(f"{problem}.", id="telegraphy.E008") for problem in problems]
 
 
 def _url_problem(url: Any, schemes: tuple[str, ...], *, path_allowed: bool = False) -> str | None:

@@ -16,10 +16,9 @@ from typing import Any
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest
 
-from telegraphy.tokens import mint_connect_token
-
 from .conf import PREFIX
 from .conf import settings as conf
+from .grants import connect_token_for
 
 __all__ = ["client_config", "script_json", "websocket_url"]
 
@@ -50,18 +49,19 @@ def client_config(request: HttpRequest | None = None, user: Any = None) -> dict[
         user: the user to mint a connect token for; default ``request.user``.
 
     Returns:
-        ``{"url", "realm", "token", "authid"}``: ``token`` and ``authid`` are
-        ``None`` for an anonymous user (or when ``TELEGRAPHY_SECRET`` is not
-        set, which is logged).
+        ``{"url", "realm", "token", "authid"}``: ``token`` (from
+        :func:`~.grants.connect_token_for`: the user's id, groups, relevant
+        permissions and superuser flag) and ``authid`` are ``None`` for an
+        anonymous or inactive user (or when ``TELEGRAPHY_SECRET`` is not set,
+        which is logged).
     """
     if user is None and request is not None:
         user = getattr(request, "user", None)
     token = authid = None
-    if user is not None and getattr(user, "is_authenticated", False):
-        secret = conf.SECRET
-        if secret:
+    if user is not None and getattr(user, "is_authenticated", False) and getattr(user, "is_active", True):
+        if conf.SECRET:
             authid = str(user.pk)
-            token = mint_connect_token(secret, user.pk, ttl=conf.CONNECT_TOKEN_TTL)
+            token = connect_token_for(user)
         else:
             logger.error("%sSECRET is not set: the page connects to Telegraphy anonymously", PREFIX)
     return {"url": websocket_url(request), "realm": conf.REALM, "token": token, "authid": authid}

@@ -25,6 +25,17 @@ Setting                            Default                      Meaning
 ``TELEGRAPHY_ENABLED``             ``True``                     False: publish nothing to the gateway
 ``TELEGRAPHY_PUBLISH_TIMEOUT``     ``5``                        seconds per attempt to reach the gateway
 ``TELEGRAPHY_PUBLISH_RETRIES``     ``3``                        retries after a failed attempt
+``TELEGRAPHY_DEFAULT_AUDIENCE``    ``"public"``                 audience of events whose class or
+                                                                ``send_event`` call names none
+``TELEGRAPHY_TOKEN_PERMISSIONS``   ``()``                       more permissions to put in connect tokens
+                                                                (those your get_audience / send_event name)
+``TELEGRAPHY_TOKEN_MAX_PERMS``     ``100``                      most permissions in one connect token
+``TELEGRAPHY_CHANNELS``            ``None``                     the gateway's channel declarations; their
+                                                                permissions go in connect tokens
+``TELEGRAPHY_REVOCATION``          ``True``                     tell the gateway about grant changes,
+                                                                deactivations and deletions of users
+``TELEGRAPHY_REVOKE_ON_LOGOUT``    ``True``                     a logout ends the user's live sessions
+``TELEGRAPHY_REVOKE_MAX_USERS``    ``1000``                     most users refreshed for one group change
 =================================  ===========================  ==========================================
 """
 
@@ -55,6 +66,14 @@ DEFAULTS: dict[str, Any] = {
     "ENABLED": True,
     "PUBLISH_TIMEOUT": 5,
     "PUBLISH_RETRIES": 3,
+    # Public keeps the seed's behaviour: every client saw every event.
+    "DEFAULT_AUDIENCE": "public",
+    "TOKEN_PERMISSIONS": (),
+    "TOKEN_MAX_PERMS": 100,
+    "CHANNELS": None,
+    "REVOCATION": True,
+    "REVOKE_ON_LOGOUT": True,
+    "REVOKE_MAX_USERS": 1000,
 }
 
 

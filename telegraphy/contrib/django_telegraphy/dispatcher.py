@@ -17,6 +17,9 @@ hook, so the flush callback is appended to the connection's ``on_commit``
 list at the outermost level (as ``on_commit`` outside any savepoint would),
 and it is appended again after each new event: only the latest one flushes.
 
+The same machinery, :func:`after_commit`, holds the revocations of
+:mod:`.revocation` (one queue per kind of item and connection).
+
 Events go to the publisher (:mod:`telegraphy.publisher`), or, while
 :func:`telegraphy.contrib.django_telegraphy.testing.capture_events` is
 active, to the in-memory outboxes instead.
@@ -27,7 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
@@ -36,10 +39,11 @@ from django.db import DEFAULT_DB_ALIAS, transaction
 from telegraphy.event import make_event
 from telegraphy.publisher import Publisher
 
+from .audiences import PUBLIC, AudienceSpec, wire_audience, wire_projections
 from .conf import PREFIX
 from .conf import settings as conf
 
-__all__ = ["deliver", "enqueue", "get_publisher", "reset_publisher", "send_event"]
+__all__ = ["after_commit", "deliver", "enqueue", "get_publisher", "reset_publisher", "send_event"]
 
 logger = logging.getLogger("telegraphy.django")
 
@@ -47,10 +51,19 @@ _publisher_lock = threading.Lock()
 _publisher: Publisher | None = None
 _publisher_key: tuple[Any, ...] | None = None
 
+
+class Capture(Protocol):
+    """Where :func:`~.testing.capture_events` records what would have been sent."""
+
+    def record(self, events: list[dict[str, Any]]) -> None: ...
+
+    def record_revocation(self, revocation: dict[str, Any]) -> None: ...
+
+
 # Outboxes of capture_events(): while one is active, events go there and not
 # to the gateway. Shared by all threads, so a live server's thread counts too.
 _capture_lock = threading.Lock()
-_captures: list[Callable[[list[dict[str, Any]]], None]] = []
+_captures: list[Capture] = []
 
 
 def send_event(
@@ -61,6 +74,8 @@ def send_event(
     verbose_name: str | None = None,
     meta: Mapping[str, Any] | None = None,
     using: str | None = None,
+    audience: AudienceSpec | None = None,
+    projections: Any = None,
 ) -> None:
     """Publish a custom event once the current transaction commits (at once outside one).
 
@@ -71,11 +86,22 @@ def send_event(
         verbose_name: a human name for the event (default ``name``).
         meta: more ``meta`` fields.
         using: the database alias whose transaction to follow (default ``"default"``).
+        audience: who may receive it (see :mod:`.audiences`); default
+            ``TELEGRAPHY_DEFAULT_AUDIENCE``, unless ``meta`` has an ``audience``.
+        projections: which data fields each audience gets, as on event classes.
 
     Raises:
         telegraphy.event.InvalidEvent: the name or data is not valid.
+        AudienceError: the audience or projections are malformed.
     """
-    event = make_event(name, data, event_type, verbose_name=verbose_name, meta=meta)
+    extra = dict(meta or {})
+    if audience is not None or "audience" not in extra:
+        wired = wire_audience(conf.DEFAULT_AUDIENCE if audience is None else audience)
+        if wired != PUBLIC:
+            extra["audience"] = wired
+    if projections is not None:
+        extra["projections"] = wire_projections(projections)
+    event = make_event(name, data, event_type, verbose_name=verbose_name, meta=extra or None)
     enqueue(event, using)
 
 
@@ -83,12 +109,22 @@ def enqueue(event: dict[str, Any], using: str | None = None) -> None:
     """Publish ``event`` when the transaction of connection ``using`` commits."""
     if not is_active():
         return
+    after_commit("events", event, deliver, using)
+
+
+def after_commit(queue: str, item: Any, handle: Callable[[list[Any]], None], using: str | None = None) -> None:
+    """Call ``handle`` with ``item`` and the other committed items of ``queue`` once the transaction commits.
+
+    Outside a transaction ``handle([item])`` runs at once. Items of rolled
+    back blocks are dropped; the survivors of one transaction reach
+    ``handle`` in one call, in order.
+    """
     connection = transaction.get_connection(using or DEFAULT_DB_ALIAS)
     if not connection.in_atomic_block:
-        deliver([event])
+        handle([item])
         return
-    pending = _pending(connection)
-    transaction.on_commit(_Committed(pending, event), using=connection.alias)
+    pending = _pending(connection, queue, handle)
+    transaction.on_commit(_Committed(pending, item), using=connection.alias)
     flush = _Flush(pending)
     pending.flush = flush
     run_on_commit = getattr(connection, "run_on_commit", None)
@@ -117,7 +153,7 @@ def deliver(events: list[dict[str, Any]]) -> None:
         captures = list(_captures)
     if captures:
         for capture in captures:
-            capture(events)
+            capture.record(events)
         return
     if not conf.ENABLED:
         return
@@ -171,53 +207,65 @@ def reset_publisher(**kwargs: Any) -> None:
 setting_changed.connect(reset_publisher, dispatch_uid="telegraphy.reset_publisher")
 
 
-def add_capture(capture: Callable[[list[dict[str, Any]]], None]) -> None:
-    """Send delivered batches to ``capture`` instead of the gateway (see ``testing``)."""
+def add_capture(capture: Capture) -> None:
+    """Send delivered batches and revocations to ``capture`` instead of the gateway (see ``testing``)."""
     with _capture_lock:
         _captures.append(capture)
 
 
-def remove_capture(capture: Callable[[list[dict[str, Any]]], None]) -> None:
-    """Stop sending batches to ``capture``."""
+def remove_capture(capture: Capture) -> None:
+    """Stop sending to ``capture``."""
     with _capture_lock:
-        if capture in _captures:
-            _captures.remove(capture)
+        # By identity: outboxes are lists, and two empty ones compare equal.
+        _captures[:] = [active for active in _captures if active is not capture]
+
+
+def capture_revocation(revocation: dict[str, Any]) -> bool:
+    """Record ``revocation`` in the active captures; return whether there was one."""
+    with _capture_lock:
+        captures = list(_captures)
+    for capture in captures:
+        capture.record_revocation(revocation)
+    return bool(captures)
 
 
 class _Pending:
-    """The events of one connection's transaction whose own on_commit callbacks ran."""
+    """The items of one queue of one connection's transaction whose own on_commit callbacks ran."""
 
-    __slots__ = ("committed", "flush")
+    __slots__ = ("committed", "flush", "handle")
 
-    def __init__(self) -> None:
-        self.committed: list[dict[str, Any]] = []
+    def __init__(self, handle: Callable[[list[Any]], None]) -> None:
+        self.committed: list[Any] = []
         self.flush: _Flush | None = None
+        self.handle = handle
 
 
-def _pending(connection: Any) -> _Pending:
-    # One per connection object; a connection belongs to one thread.
-    pending: _Pending | None = getattr(connection, "_telegraphy_pending", None)
+def _pending(connection: Any, queue: str, handle: Callable[[list[Any]], None]) -> _Pending:
+    # One per queue and connection object; a connection belongs to one thread.
+    queues: dict[str, _Pending] | None = getattr(connection, "_telegraphy_pending", None)
+    if queues is None:
+        queues = connection._telegraphy_pending = {}
+    pending = queues.get(queue)
     if pending is None:
-        pending = _Pending()
-        connection._telegraphy_pending = pending
+        pending = queues[queue] = _Pending(handle)
     return pending
 
 
 class _Committed:
-    """on_commit callback of one event: the event's transaction (and savepoints) committed."""
+    """on_commit callback of one item: the item's transaction (and savepoints) committed."""
 
-    __slots__ = ("event", "pending")
+    __slots__ = ("item", "pending")
 
-    def __init__(self, pending: _Pending, event: dict[str, Any]) -> None:
+    def __init__(self, pending: _Pending, item: Any) -> None:
         self.pending = pending
-        self.event = event
+        self.item = item
 
     def __call__(self) -> None:
-        self.pending.committed.append(self.event)
+        self.pending.committed.append(self.item)
 
 
 class _Flush:
-    """on_commit callback that publishes the committed events; only the latest one acts."""
+    """on_commit callback that hands over the committed items; only the latest one acts."""
 
     __slots__ = ("pending",)
 
@@ -227,6 +275,6 @@ class _Flush:
     def __call__(self) -> None:
         if self.pending.flush is not self:
             return
-        events, self.pending.committed = self.pending.committed, []
+        items, self.pending.committed = self.pending.committed, []
         self.pending.flush = None
-        deliver(events)
+        self.pending.handle(items)

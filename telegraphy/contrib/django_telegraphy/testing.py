@@ -23,6 +23,9 @@ plugin, registered under the ``pytest11`` entry point) gives the outbox::
             Order.objects.create(status="paid")
         assert telegraphy_outbox.filter("shop.Order", "create")
 
+Revocations (grant changes, logouts, see :mod:`.revocation`) are captured
+too, in ``outbox.revocations``.
+
 Anywhere else, ``with capture_events() as outbox:`` (or ``@capture_events()``
 on a function, reading :data:`outbox`). Events are captured even when
 ``TELEGRAPHY_ENABLED`` is False, and nothing reaches the gateway while a
@@ -46,21 +49,29 @@ class Outbox(list):  # type: ignore[type-arg]
 
     Each item of ``batches`` is one would-be HTTP request: the events of one
     committed transaction, or one event published outside a transaction.
+    ``revocations`` lists the would-be ``POST /revoke`` bodies (see
+    :mod:`.revocation`): ``{"user": "7", "logout": False, "grants": {...}}``.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.batches: list[list[dict[str, Any]]] = []
+        self.revocations: list[dict[str, Any]] = []
 
     def record(self, events: list[dict[str, Any]]) -> None:
         """Record one delivered batch."""
         self.batches.append(list(events))
         self.extend(events)
 
+    def record_revocation(self, revocation: dict[str, Any]) -> None:
+        """Record one would-be revocation."""
+        self.revocations.append(dict(revocation))
+
     def clear(self) -> None:
-        """Forget every captured event."""
+        """Forget every captured event and revocation."""
         super().clear()
         self.batches.clear()
+        self.revocations.clear()
 
     def filter(
         self,
@@ -99,11 +110,11 @@ def capture_events() -> Iterator[Outbox]:
     previous = outbox
     current = Outbox()
     outbox = current
-    add_capture(current.record)
+    add_capture(current)
     try:
         yield current
     finally:
-        remove_capture(current.record)
+        remove_capture(current)
         outbox = previous
 
 

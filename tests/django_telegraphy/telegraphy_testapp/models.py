@@ -68,3 +68,12 @@ class Keyed(models.Model):
 class ProxyComment(Comment):
     class Meta:
         proxy = True
+
+
+class Order(models.Model):
+    """A model whose events tests give audiences and projections (its event classes live in the tests)."""
+
+    customer = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    title = models.CharField(max_length=100)
+    status = models.CharField(max_length=20, default="open")
+    total = models.DecimalField(max_digits=8, decimal_places=2, default=0)
