@@ -94,7 +94,7 @@ class InvalidCallback(RemoteProtocolError):
 
 
 class BadHandshake(RemoteProtocolError):
-    """A request to a WebSocket endpoint that is not a valid RFC 6455 upgrade."""
+    """A request to a WebSocket endpoint that is not a valid upgrade (RFC 6455, or draft-76 where accepted)."""
 
     status = 400
 

@@ -30,6 +30,8 @@ from collections.abc import Iterable, Mapping
 from email.utils import formatdate
 from urllib.parse import urlsplit
 
+from telegraphy import hixie76
+
 from .errors import BadHandshake
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "ONE_YEAR",
     "cache_headers",
     "cors_headers",
+    "hixie76_handshake",
     "http_date",
     "iframe_page",
     "info_document",
@@ -165,3 +168,19 @@ def websocket_key(headers: Mapping[str, str]) -> str:
     if not valid:
         raise BadHandshake('"Sec-WebSocket-Key" must be 16 bytes in base64.')
     return key
+
+
+def hixie76_handshake(headers: Mapping[str, str], location: str) -> hixie76.Handshake:
+    """Validate a draft-76 upgrade request (see :mod:`telegraphy.hixie76`) for the websocket transport.
+
+    Only the per-session ``<server>/<session>/websocket`` endpoint takes it,
+    and only when :func:`telegraphy.hixie76.offered` says the request is one.
+
+    Raises:
+        BadHandshake: what :meth:`telegraphy.hixie76.Handshake.from_request`
+            refuses, with its reason as the ``400`` body.
+    """
+    try:
+        return hixie76.Handshake.from_request(headers, location)
+    except hixie76.HandshakeError as exc:
+        raise BadHandshake(str(exc)) from None

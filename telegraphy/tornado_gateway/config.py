@@ -104,6 +104,8 @@ class Config:
         sockjs_cookie: set the ``JSESSIONID`` cookie for load balancers that
             keep clients on one node by cookie.
         sockjs_client_url: the sockjs-client script the SockJS iframe page loads.
+        sockjs_hixie76: also accept legacy draft-76 ("Hixie-76") WebSockets
+            on SockJS's per-session websocket transport.
         sockjs_test_endpoints: also mount the services of the official SockJS
             protocol test suite (``/echo``, ``/close``, …).
         log_level: one of ``debug``, ``info``, ``warning``, ``error``,
@@ -137,6 +139,7 @@ class Config:
     sockjs_response_limit: int = 128 * KIB
     sockjs_cookie: bool = False
     sockjs_client_url: str = DEFAULT_SOCKJS_CLIENT_URL
+    sockjs_hixie76: bool = True
     sockjs_test_endpoints: bool = False
     log_level: str = "info"
     secret_generated: bool = False
@@ -205,6 +208,7 @@ class Config:
             sockjs_response_limit=args.sockjs_response_limit,
             sockjs_cookie=_flag(parser, args.sockjs_cookie, env, "TELEGRAPHY_SOCKJS_COOKIE", "--sockjs-cookie", False),
             sockjs_client_url=args.sockjs_client_url,
+            sockjs_hixie76=_flag(parser, args.sockjs_hixie76, env, "TELEGRAPHY_SOCKJS_HIXIE76", "--sockjs-hixie76", True),
             sockjs_test_endpoints=_flag(
                 parser, args.sockjs_test_endpoints, env, "TELEGRAPHY_SOCKJS_TEST_ENDPOINTS", "--sockjs-test-endpoints", False
             ),
@@ -668,6 +672,13 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         _non_empty,
         "the sockjs-client script the SockJS iframe page loads",
         metavar="URL",
+    )
+    parser.add_argument(
+        "--sockjs-hixie76",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also accept legacy draft-76 (Hixie-76) WebSockets, unmasked, on SockJS's per-session websocket "
+        "transport only (env: TELEGRAPHY_SOCKJS_HIXIE76; default: true)",
     )
     parser.add_argument(
         "--sockjs-test-endpoints",

@@ -14,6 +14,14 @@ Errors are plain text as the protocol words them (``Payload expected.``,
 ``Broken JSON encoding.``, ``Session not found.``, ``Payload too large.``);
 ``405`` has an ``Allow`` header and no body; a disallowed ``Origin`` gets
 ``403``.
+
+The per-session ``websocket`` transport also accepts legacy draft-76
+("Hixie-76") WebSockets, as sockjs-node does, unless ``--no-sockjs-hixie76``:
+the handler writes the ``101`` head, waits (at most :data:`KEY3_TIMEOUT`) for
+the client's eight key bytes, which proxies like HAProxy forward only after
+the ``101``, and hands the socket over with the 16-byte answer to write
+first; :class:`telegraphy.hixie76.ServerConnection` then frames the session.
+The raw ``<prefix>/websocket`` stays RFC 6455 only.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import tornado.ioloop
 import tornado.iostream
 import tornado.web
 
+from telegraphy import hixie76
 from telegraphy.sockjs import (
     PayloadTooLarge,
     RemoteProtocolError,
@@ -62,6 +71,7 @@ from telegraphy.sockjs.http import (
     NO_CACHE,
     cache_headers,
     cors_headers,
+    hixie76_handshake,
     iframe_page,
     info_document,
     jsessionid_cookie,
@@ -93,6 +103,8 @@ JAVASCRIPT = "application/javascript; charset=UTF-8"
 HTML = "text/html; charset=UTF-8"
 #: sockjs-protocol-0.3.3: the test server closes streams after 4 KiB (128 KiB by default).
 TEST_RESPONSE_LIMIT = 4096
+#: Seconds a draft-76 client has to send its eight key bytes after the ``101`` head.
+KEY3_TIMEOUT = 10.0
 
 _entropy = random.SystemRandom()
 
@@ -105,6 +117,8 @@ class SockJSService:
         factory: makes each session's handler (WAMP, echo, …).
         options: session timing and queue budget.
         websocket: whether the WebSocket transports are offered.
+        hixie76: whether the per-session websocket transport also accepts
+            draft-76 WebSockets.
         cookie_needed: set ``JSESSIONID`` on session responses.
         origins: the gateway's ``--allowed-origins``; ``None`` allows any
             origin (the test services).
@@ -126,6 +140,7 @@ class SockJSService:
         *,
         options: SessionOptions,
         websocket: bool = True,
+        hixie76: bool = True,
         cookie_needed: bool = False,
         origins: tuple[str, ...] | None = None,
         response_limit: int = 128 * 1024,
@@ -139,6 +154,7 @@ class SockJSService:
         self.prefix = prefix.rstrip("/")
         self.registry = SessionRegistry(factory, options)
         self.websocket = websocket
+        self.hixie76 = hixie76
         self.cookie_needed = cookie_needed
         self.origins = origins
         self.response_limit = response_limit
@@ -216,6 +232,7 @@ def sockjs_server(gateway: Any) -> SockJSServer | None:
         "max_message_size": config.max_message_size,
         "outgoing_buffer": config.outgoing_buffer,
         "client_url": config.sockjs_client_url,
+        "hixie76": config.sockjs_hixie76,
     }
     services = []
     if config.sockjs:
@@ -526,27 +543,49 @@ class JsonpSendHandler(SendHandler):
 
 
 class WebSocketHandler(SockJSHandler):
-    """``<prefix>/<server>/<session>/websocket``: SockJS framing over a WebSocket."""
+    """``<prefix>/<server>/<session>/websocket``: SockJS framing over a WebSocket (RFC 6455, or draft-76)."""
 
     raw = False
 
-    def get(self, session_id: str = "") -> None:
+    async def get(self, session_id: str = "") -> None:
         if not self.service.websocket:
             raise tornado.web.HTTPError(404)
+        if not self.raw and self.service.hixie76 and hixie76.offered(self.request.headers):
+            await self._hixie76()
+            return
         key = websocket_key(self.request.headers)
         response = (
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Accept: {accept_key(key)}\r\n\r\n"
         ).encode("ascii")
-        service, peer, raw = self.service, str(self.request.remote_ip), self.raw
+        self._hand_over(self.detach(), response, ServerConnection(self.service.max_message_size))
+
+    async def _hixie76(self) -> None:
+        """Draft-76: the head now, the 16-byte answer once the client's key3 arrived (draft §5.2)."""
+        request = self.request
+        scheme = "wss" if request.protocol == "https" else "ws"
+        handshake = hixie76_handshake(request.headers, f"{scheme}://{request.host}{request.uri}")
         stream = self.detach()
+        try:
+            await stream.write(handshake.response_head())
+            key3 = await asyncio.wait_for(stream.read_bytes(hixie76.KEY3_SIZE), KEY3_TIMEOUT)
+        except (tornado.iostream.StreamClosedError, asyncio.TimeoutError):
+            logger.debug("sockjs draft-76 websocket from %s: no key3", request.remote_ip)
+            stream.close()
+            return
+        # A client sends nothing more before it has checked the answer (draft §4.1),
+        # so nothing is left in the stream's buffer.
+        self._hand_over(stream, handshake.response(key3), hixie76.ServerConnection(self.service.max_message_size))
+
+    def _hand_over(self, stream: tornado.iostream.IOStream, response: bytes, connection: WebSocketConnection) -> None:
+        service, peer, raw = self.service, str(self.request.remote_ip), self.raw
         # As in .websocket: serve a duplicate of the socket from asyncio.
         fd = os.dup(stream.socket.fileno())
         stream.close()
         sock = socket.socket(fileno=fd)
 
         def factory() -> SockJSWebSocket:
-            return SockJSWebSocket(service, response, peer, raw)
+            return SockJSWebSocket(service, response, peer, raw, connection)
 
         task = asyncio.ensure_future(asyncio.get_running_loop().connect_accepted_socket(factory, sock))
         task.add_done_callback(_handover_done)
@@ -563,16 +602,29 @@ def _handover_done(task: asyncio.Future[Any]) -> None:
         logger.warning("could not serve an upgraded sockjs websocket: %r", task.exception())
 
 
+#: What frames a SockJS WebSocket: RFC 6455, or draft-76 on the per-session transport.
+WebSocketConnection = ServerConnection | hixie76.ServerConnection
+
+
+def _rfc6455_text(payload: bytes) -> bytes:
+    return frame(OP_TEXT, payload)
+
+
 class SockJSWebSocket(asyncio.Protocol):
-    """One WebSocket carrying one SockJS session (bound to it); also its receiver."""
+    """One WebSocket carrying one SockJS session (bound to it); also its receiver.
+
+    ``response`` is written first: the ``101`` response (RFC 6455), or the
+    16-byte handshake answer (draft-76, whose head the handler wrote).
+    """
 
     response_limit = math.inf
 
-    def __init__(self, service: SockJSService, response: bytes, peer: str, raw: bool) -> None:
+    def __init__(self, service: SockJSService, response: bytes, peer: str, raw: bool, connection: WebSocketConnection) -> None:
         self.service = service
         self.peer = peer
         self.raw = raw
-        self.connection = ServerConnection(service.max_message_size)
+        self.connection = connection
+        self._text = hixie76.frame if isinstance(connection, hixie76.ServerConnection) else _rfc6455_text
         self.session: SockJSSession | None = None
         self._response = response
         self._transport: asyncio.Transport | None = None
@@ -634,11 +686,11 @@ class SockJSWebSocket(asyncio.Protocol):
         if transport is None or self.connection.closing:
             return len(data)
         if not self.raw:
-            transport.write(frame(OP_TEXT, data))
+            transport.write(self._text(data))
             return len(data)
         kind, payload = parse_frame(data)
         if kind == "a":
-            transport.write(b"".join(frame(OP_TEXT, text.encode("utf-8")) for text in payload))
+            transport.write(b"".join(self._text(text.encode("utf-8")) for text in payload))
         elif kind == "c":
             self._close = (payload[0], payload[1])
         return len(data)

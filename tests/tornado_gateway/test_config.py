@@ -296,3 +296,11 @@ def test_help_lists_every_flag_with_env_and_default(capsys: pytest.CaptureFixtur
         assert flag in text
         assert f"(env: {env}; default: {default}" in text, flag
     assert "--no-allow-anonymous" in text
+
+
+def test_sockjs_hixie76_flag_and_env() -> None:
+    """--sockjs-hixie76 is on by default; the flag or TELEGRAPHY_SOCKJS_HIXIE76 turns it off, the flag winning."""
+    assert parse([]).sockjs_hixie76 is True
+    assert parse(["--no-sockjs-hixie76"]).sockjs_hixie76 is False
+    assert parse([], {"TELEGRAPHY_SOCKJS_HIXIE76": "false"}).sockjs_hixie76 is False
+    assert parse(["--sockjs-hixie76"], {"TELEGRAPHY_SOCKJS_HIXIE76": "false"}).sockjs_hixie76 is True

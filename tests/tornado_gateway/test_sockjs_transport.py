@@ -623,3 +623,82 @@ def test_paths_and_test_endpoints_follow_the_flags(gateway_process: Any) -> None
         assert (await fetch(off.url + "/echo/info")).code == 404
 
     run(scenario())
+
+
+# Draft-76 ("Hixie-76") WebSockets ---------------------------------------------------------
+
+HIXIE_KEY1 = "4 @1  46546xW%0l 1 5"
+HIXIE_KEY2 = "12998 5 Y3 1  .P00"
+
+
+async def hixie76_request(
+    gateway: GatewayProcess, path: str, key3: bytes = b""
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """Send a draft-76 upgrade request (with key3 right after it as browsers did, or without as HAProxy forwarded it); return the stream and the response head."""
+    host = gateway.url.split("//", 1)[1]
+    reader, writer = await asyncio.open_connection(*host.rsplit(":", 1))
+    writer.write(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: WebSocket\r\n"
+            f"Origin: {gateway.url}\r\nSec-WebSocket-Key1: {HIXIE_KEY1}\r\nSec-WebSocket-Key2: {HIXIE_KEY2}\r\n\r\n"
+        ).encode("ascii")
+        + key3
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), STEP)
+    return reader, writer, head
+
+
+async def hixie76_frame(reader: asyncio.StreamReader) -> bytes:
+    """Read one draft-76 text frame (0x00 ... 0xFF)."""
+    data = await asyncio.wait_for(reader.readuntil(b"\xff"), STEP)
+    assert data[:1] == b"\x00", data
+    return data[1:-1]
+
+
+def test_wamp_session_over_a_hixie76_websocket(gateway_process: Any) -> None:
+    """A draft-76 client on the per-session websocket transport: 101 head, key3 after it, the 16-byte answer, then a WAMP session; --no-sockjs-hixie76 refuses it."""
+    gateway = gateway_process()
+    off = gateway_process("--no-sockjs-hixie76")
+
+    async def scenario() -> None:
+        path = f"/sockjs/000/{uuid.uuid4().hex}/websocket"
+        reader, writer, head = await hixie76_request(gateway, path)
+        status, *lines = head.decode("latin-1").split("\r\n")[:-2]
+        headers = {name.lower(): value for name, value in (line.split(": ", 1) for line in lines)}
+        assert status == "HTTP/1.1 101 WebSocket Protocol Handshake"
+        assert headers["upgrade"] == "WebSocket" and headers["connection"] == "Upgrade"
+        assert headers["sec-websocket-origin"] == gateway.url
+        assert headers["sec-websocket-location"] == gateway.url.replace("http", "ws") + path
+        assert "content-length" not in headers
+        writer.write(b"aaaaaaaa")
+        answer = await asyncio.wait_for(reader.readexactly(16), STEP)
+        assert answer == b"\xca4\x00\xd8\xa5\x08G\x97,\xd5qZ\xba\xbfC{"
+        assert await hixie76_frame(reader) == b"o"
+        writer.write(b"\x00" + json.dumps([json.dumps(HELLO)]).encode() + b"\xff")
+        frame = await hixie76_frame(reader)
+        assert frame.startswith(b"a[")
+        welcome = json.loads(json.loads(frame[1:])[0])
+        assert welcome[0] == 2 and welcome[2]["authrole"] == "anonymous"
+        # The closing handshake: ours answered, then the connection ends.
+        writer.write(b"\xff\x00")
+        assert await asyncio.wait_for(reader.read(), STEP) == b"\xff\x00"
+        writer.close()
+
+        # A browser sent key3 with the request, before any answer.
+        reader, writer, head = await hixie76_request(gateway, f"/sockjs/000/{uuid.uuid4().hex}/websocket", b"^n:ds[4U")
+        assert head.startswith(b"HTTP/1.1 101 ")
+        assert await asyncio.wait_for(reader.readexactly(16), STEP) == b"8jKS'y:G*Co,Wxa-"
+        assert await hixie76_frame(reader) == b"o"
+        writer.close()
+
+        # Off: the same request is an RFC 6455 one without a version, refused.
+        reader, writer, head = await hixie76_request(off, path)
+        assert head.startswith(b"HTTP/1.1 400 ")
+        writer.close()
+        # The raw <prefix>/websocket and /ws stay RFC 6455 only, even when on.
+        for other in ("/sockjs/websocket", "/ws"):
+            reader, writer, head = await hixie76_request(gateway, other)
+            assert head.startswith(b"HTTP/1.1 426 "), (other, head)
+            writer.close()
+
+    run(scenario())
