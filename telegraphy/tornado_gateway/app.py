@@ -8,7 +8,7 @@
     asyncio.run(serve(config))
 
 Routes: the WAMP WebSocket endpoint(s) from ``gateway.websocket_routes()``
-(at ``config.ws_path``), ``POST /publish``, ``GET /health``, ``GET /metrics``,
+(at ``config.ws_path``), ``POST /publish``, ``POST /revoke``, ``GET /health``, ``GET /metrics``,
 the management API (``GET /sessions``, ``/subscriptions``, ``/subscribers``
 and its alias ``/subscriptors``, see :mod:`.management`), the SockJS
 endpoints (at ``config.sockjs_path``, see :mod:`.sockjs`);
@@ -33,6 +33,7 @@ from telegraphy.tornado_gateway.http import (
     MetricsHandler,
     NotFoundHandler,
     PublishHandler,
+    RevokeHandler,
     SessionsHandler,
     SubscribersHandler,
     SubscriptionsHandler,
@@ -72,6 +73,7 @@ def make_app(gateway: Gateway, **settings: Any) -> tornado.web.Application:
     routes: list[Any] = list(gateway.websocket_routes())
     routes += [
         (r"/publish", PublishHandler, {"gateway": gateway}),
+        (r"/revoke", RevokeHandler, {"gateway": gateway}),
         (r"/health", HealthHandler, {"gateway": gateway}),
         (r"/metrics", MetricsHandler, {"gateway": gateway}),
         (r"/sessions", SessionsHandler, {"gateway": gateway}),

@@ -85,6 +85,15 @@ class Config:
         jwt_leeway: clock skew tolerated on token ``exp``/``nbf``, in seconds.
         outgoing_buffer: unsent bytes per connection before a slow consumer
             is disconnected.
+        channels: the declared client channels (parsed by
+            :func:`telegraphy.wamp.channels.parse_channels`), or ``None`` for
+            the default (anyone subscribes, authenticated users publish).
+        max_subscriptions: most subscriptions per session; ``0``: no limit.
+        publish_rate: client PUBLISHes per second per session; ``0``: no limit.
+        publish_burst: client PUBLISHes a session may send at once.
+        connection_rate: new WebSocket and SockJS connections per second per
+            client IP; ``0``: no limit.
+        connection_burst: new connections one IP may open at once.
         ping_interval: seconds between WebSocket pings; ``0`` disables them.
         store: where sessions, subscriptions and event history persist
             (``sqlite:///path``, ``memory://``, ``redis://…``, ``mongodb://…``),
@@ -126,6 +135,12 @@ class Config:
     max_batch: int = 1000
     jwt_leeway: float = 5.0
     outgoing_buffer: int = 4 * MIB
+    channels: tuple[Any, ...] | None = None
+    max_subscriptions: int = 1000
+    publish_rate: float = 50.0
+    publish_burst: int = 100
+    connection_rate: float = 20.0
+    connection_burst: int = 50
     ping_interval: float = 25.0
     store: str = DEFAULT_STORE
     bus: str = "local://"
@@ -195,6 +210,12 @@ class Config:
             max_batch=args.max_batch,
             jwt_leeway=args.jwt_leeway,
             outgoing_buffer=args.outgoing_buffer,
+            channels=args.channels,
+            max_subscriptions=args.max_subscriptions,
+            publish_rate=args.publish_rate,
+            publish_burst=args.publish_burst,
+            connection_rate=args.connection_rate,
+            connection_burst=args.connection_burst,
             ping_interval=args.ping_interval,
             store=args.store,
             bus=args.bus,
@@ -227,7 +248,9 @@ class Config:
                 "no secret configured: set TELEGRAPHY_SECRET (or --secret / --secret-file), "
                 "or pass --insecure-dev for local development"
             )
-        taken = ("", self.ws_path, "/publish", "/health", "/metrics", "/sessions", "/subscriptions", "/subscribers", "/subscriptors")
+        taken = (
+            "", self.ws_path, "/publish", "/revoke", "/health", "/metrics", "/sessions", "/subscriptions", "/subscribers", "/subscriptors",
+        )
         if self.sockjs and self.sockjs_path in taken:
             raise ConfigError(f"--sockjs-path {self.sockjs_path or '/'!r} collides with another endpoint: choose another path")
 
@@ -364,6 +387,26 @@ def _origins(text: str) -> tuple[str, ...]:
             raise ValueError(f"{item.strip()!r} is not an origin (expected scheme://host[:port], or *)")
         origins.append(origin)
     return tuple(dict.fromkeys(origins))
+
+
+def _channels(text: str) -> tuple[Any, ...]:
+    """Parse ``--channels``: a JSON list, or ``@PATH`` of a file holding one."""
+    # Imported here: the WAMP core is not needed to parse the other settings.
+    from telegraphy.wamp.channels import parse_channels
+
+    text = text.strip()
+    if text.startswith("@"):
+        path = text[1:]
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read the channels file {path!r}: {getattr(exc, 'strerror', None) or exc}") from None
+    return parse_channels(text)
+
+
+def _whole(value: float) -> str | None:
+    return None if value >= 0 else "must be 0 or more"
 
 
 def _log_level(text: str) -> str:
@@ -559,6 +602,67 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "unsent bytes per connection before a slow consumer is disconnected",
         _positive,
         metavar="SIZE",
+    )
+    add(
+        "--channels",
+        ["TELEGRAPHY_CHANNELS"],
+        None,
+        "none (anyone subscribes, authenticated users publish, anywhere)",
+        _channels,
+        "the client channels as a JSON list, or @PATH of a JSON file: "
+        '[{"topic": "chat.", "match": "prefix", "subscribe": "authenticated", "publish": "authenticated"}, …]; '
+        "publishing outside them is refused",
+        metavar="JSON_OR_@FILE",
+    )
+    add(
+        "--max-subscriptions",
+        ["TELEGRAPHY_MAX_SUBSCRIPTIONS"],
+        1000,
+        "1000",
+        int,
+        "most subscriptions one session may hold (telegraphy.error.limit_exceeded beyond); 0: no limit",
+        _whole,
+        metavar="N",
+    )
+    add(
+        "--publish-rate",
+        ["TELEGRAPHY_PUBLISH_RATE"],
+        50.0,
+        "50",
+        float,
+        "client PUBLISHes per second per session, on average (token bucket); 0: no limit",
+        _non_negative,
+        metavar="PER_SECOND",
+    )
+    add(
+        "--publish-burst",
+        ["TELEGRAPHY_PUBLISH_BURST"],
+        100,
+        "100",
+        int,
+        "client PUBLISHes a session may send at once; 10 times as many refused within 10 s close it",
+        _positive,
+        metavar="N",
+    )
+    add(
+        "--connection-rate",
+        ["TELEGRAPHY_CONNECTION_RATE"],
+        20.0,
+        "20",
+        float,
+        "new WebSocket and SockJS connections per second per client IP (HTTP 429 beyond); 0: no limit",
+        _non_negative,
+        metavar="PER_SECOND",
+    )
+    add(
+        "--connection-burst",
+        ["TELEGRAPHY_CONNECTION_BURST"],
+        50,
+        "50",
+        int,
+        "new connections one client IP may open at once",
+        _positive,
+        metavar="N",
     )
     add(
         "--ping-interval",

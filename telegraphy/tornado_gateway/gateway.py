@@ -4,6 +4,13 @@
 connections and the flush loop: when the router reports output, one callback
 per event-loop iteration writes every dirty connection's frames in a single
 write each. Create it inside a running event loop.
+
+It also applies the settings that decide who sees what and how much a client
+may do: the client channels (``--channels``), the per-session limits
+(``--max-subscriptions``, ``--publish-rate``, ``--publish-burst``, enforced
+by the WAMP core), the per-IP connection rate (``--connection-rate``,
+``--connection-burst``: :meth:`Gateway.admit`) and live revocations
+(:meth:`Gateway.revoke`, forwarded to the other gateway processes on the bus).
 """
 
 from __future__ import annotations
@@ -16,6 +23,10 @@ from typing import TYPE_CHECKING, Any
 import tornado.ioloop
 
 from telegraphy.wamp import Authenticator, Router, SessionState
+from telegraphy.wamp.audience import Grants
+from telegraphy.wamp.channels import ChannelPolicy
+from telegraphy.wamp.limits import KeyedRateLimiter, SessionLimits
+from telegraphy.wamp.revocation import parse_grants
 from telegraphy.websocket import CLOSE_GOING_AWAY, CLOSE_POLICY
 
 from .websocket import WampWebSocketProtocol, WebSocketUpgradeHandler
@@ -28,7 +39,7 @@ if TYPE_CHECKING:
     from .metrics import Metrics
     from .persistence import Persistence
 
-__all__ = ["Gateway"]
+__all__ = ["Gateway", "RevocationIncomplete"]
 
 logger = logging.getLogger("telegraphy.gateway")
 
@@ -37,6 +48,14 @@ TRIM_INTERVAL = 60.0
 
 #: How long shutdown waits for peers to answer GOODBYE before closing them.
 SHUTDOWN_GRACE = 2.0
+
+
+class RevocationIncomplete(Exception):
+    """A revocation was applied here but not forwarded (``part == "bus"``) or not forgotten (``"store"``)."""
+
+    def __init__(self, part: str) -> None:
+        super().__init__(f"revocation incomplete: the {part} failed")
+        self.part = part
 
 
 class Gateway:
@@ -55,7 +74,15 @@ class Gateway:
         self.started_at = time.monotonic()
         self.connections: set[WampWebSocketProtocol] = set()
         authenticator = Authenticator(config.secret, allow_anonymous=config.allow_anonymous, leeway=config.jwt_leeway)
-        self.router = Router(authenticator, (config.realm,), stats=metrics, on_output=self._schedule_flush)
+        channels = ChannelPolicy() if config.channels is None else ChannelPolicy(config.channels)
+        limits = SessionLimits(
+            max_subscriptions=config.max_subscriptions, publish_rate=config.publish_rate, publish_burst=config.publish_burst
+        )
+        self.router = Router(
+            authenticator, (config.realm,), stats=metrics, on_output=self._schedule_flush, channels=channels, limits=limits
+        )
+        #: New connections per client IP (WebSocket upgrades and new SockJS sessions).
+        self.connection_limiter = KeyedRateLimiter(config.connection_rate, config.connection_burst)
         self._loop = asyncio.get_event_loop()
         self._flush_scheduled = False
         self.store: Store | None = None
@@ -109,6 +136,13 @@ class Gateway:
             else:
                 connection.ping()
 
+    def admit(self, peer: str) -> bool:
+        """Whether a new connection from IP ``peer`` is within ``--connection-rate``; counts the refusals."""
+        if self.connection_limiter.allow(peer, time.monotonic()):
+            return True
+        self.metrics.connections_throttled += 1
+        return False
+
     def websocket_routes(self) -> list[tuple[str, type, dict[str, Any]]]:
         """Return the Tornado routes of the WAMP WebSocket endpoint."""
         return [(self.config.ws_path, WebSocketUpgradeHandler, {"gateway": self})]
@@ -137,6 +171,7 @@ class Gateway:
         )
         await self.store.open()
         self.persistence = Persistence(self.router, self.store, session_ttl=self.config.session_ttl)
+        self.persistence.on_revocation = self._remote_revocation
         if not self.config.bus.lower().startswith("local"):
             from telegraphy.bus import BusError, open_bus
 
@@ -171,6 +206,62 @@ class Gateway:
             await self.persistence.accepted()
         return ids
 
+    # Revocation --------------------------------------------------------------
+
+    async def revoke(self, user: str, grants: dict[str, Any] | None, logout: bool) -> int:
+        """Apply a revocation here, tell the other processes, forget a logged-out user's sessions.
+
+        Returns how many live sessions of ``user`` this process had. The live
+        sessions are dealt with before this returns (and before any await):
+        the next event is judged with the new grants.
+
+        Raises:
+            ValueError: ``grants`` is malformed (nothing was applied).
+            RevocationIncomplete: the bus or the store failed (applied here; retry).
+        """
+        parsed = None if grants is None else parse_grants(user, grants)
+        sessions = self._apply_revocation(user, parsed, logout)
+        persistence = self.persistence
+        if persistence is None:
+            return sessions
+        failed = None
+        try:
+            await persistence.announce_revocation({"user": user, "logout": logout, "grants": grants})
+        except Exception:
+            logger.exception("could not announce the revocation of user %s on the bus", user)
+            failed = "bus"
+        if logout:
+            try:
+                await persistence.forget_user(user)
+            except Exception:
+                logger.exception("could not delete the stored sessions of user %s", user)
+                failed = failed or "store"
+        if failed is not None:
+            raise RevocationIncomplete(failed)
+        return sessions
+
+    def _apply_revocation(self, user: str, grants: Grants | None, logout: bool) -> int:
+        sessions = self.router.revoke(user, time.time(), grants=grants, logout=logout)
+        if logout and sessions:
+            logger.info("logged out user %s: %d sessions ended", user, sessions)
+        return sessions
+
+    def _remote_revocation(self, revocation: dict[str, Any]) -> None:
+        """A revocation announced by another gateway process: apply it here too."""
+        user, grants, logout = revocation.get("user"), revocation.get("grants"), revocation.get("logout") is True
+        if not isinstance(user, str) or not user:
+            return
+        try:
+            parsed = None if grants is None else parse_grants(user, grants)
+        except ValueError:
+            logger.warning("ignoring a malformed revocation from the bus")
+            return
+        self._apply_revocation(user, parsed, logout)
+        if logout and self.persistence is not None:
+            # Records this process was about to save must go too.
+            task = asyncio.ensure_future(self.persistence.forget_user(user))
+            task.add_done_callback(_log_failure)
+
     # Shutdown ----------------------------------------------------------------
 
     async def shutdown(self) -> None:
@@ -201,3 +292,8 @@ class Gateway:
             await self.bus.close()
         if self.store is not None:
             await self.store.close()
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("could not forget the sessions of a logged-out user: %r", task.exception())

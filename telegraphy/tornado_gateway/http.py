@@ -19,6 +19,15 @@ and its alias ``/subscriptors``): a manage token is required (``unauthorized``,
 401); a missing query parameter is ``missing_parameter`` (400); a store that
 cannot be read is ``store_unavailable`` (503). The data comes from
 :mod:`.management`.
+
+Revocation (``POST /revoke``, manage token, JSON body ``{"user": "<id>",
+"logout": bool, "grants": {"groups": [...], "perms": [...], "superuser":
+bool} | null}``): answered ``200 {"sessions": n}``, ``n`` the user's live
+sessions on this gateway process. Errors: ``unauthorized`` (401),
+``invalid_json``, ``invalid_revocation`` (400, with ``field``),
+``body_too_large`` (413), ``bus_unavailable`` / ``store_unavailable`` (503:
+applied on this process, but not forwarded or not forgotten; retrying is
+safe).
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ __all__ = [
     "MetricsHandler",
     "NotFoundHandler",
     "PublishHandler",
+    "RevokeHandler",
     "SessionsHandler",
     "SubscribersHandler",
     "SubscriptionsHandler",
@@ -447,6 +457,67 @@ class PublishHandler(_GatewayHandler):
         encoding = self.request.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             raise ApiError(415, "unsupported_media_type", f"content encoding {encoding!r} is not supported")
+
+
+#: Largest ``/revoke`` body: a user id and at most a few thousand group and permission names.
+MAX_REVOKE_BODY = 256 * 1024
+
+
+class RevokeHandler(_GatewayHandler):
+    """``POST /revoke``: a user logged out, or their grants changed; applied to their live sessions at once."""
+
+    def prepare(self) -> None:
+        """Refuse the request unless it carries a valid manage token and a body of a sane size."""
+        self.authenticate(verify_manage_token, "manage")
+        if len(self.request.body) > MAX_REVOKE_BODY:
+            raise ApiError(413, "body_too_large", f"body is {len(self.request.body)} bytes, the limit is {MAX_REVOKE_BODY}")
+
+    async def post(self) -> None:
+        """Apply the revocation; answer 200 with the number of live sessions concerned here."""
+        user, logout, grants = parse_revoke_body(self.request.body)
+        from telegraphy.tornado_gateway.gateway import RevocationIncomplete
+
+        try:
+            sessions = await self.gateway.revoke(user, grants, logout)
+        except ValueError as exc:
+            field = str(exc).split(":", 1)[0]
+            raise ApiError(400, "invalid_revocation", str(exc), extra={"field": field}) from None
+        except RevocationIncomplete as exc:
+            code = "bus_unavailable" if exc.part == "bus" else "store_unavailable"
+            raise ApiError(503, code, f"applied on this gateway, but the {exc.part} failed: retry") from None
+        self.write_json(200, {"sessions": sessions})
+
+
+def parse_revoke_body(body: bytes) -> tuple[str, bool, dict[str, Any] | None]:
+    """Return (user, logout, grants) of a ``/revoke`` body.
+
+    Raises:
+        ApiError: ``invalid_json`` or ``invalid_revocation`` (400).
+    """
+    try:
+        document = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ApiError(400, "invalid_json", "body must be a JSON object: {\"user\", \"logout\", \"grants\"}") from None
+    if not isinstance(document, dict):
+        raise ApiError(400, "invalid_revocation", f"body must be an object, got {_json_type(document)}", extra={"field": None})
+    unknown = set(document) - {"user", "logout", "grants"}
+    if unknown:
+        field = sorted(unknown)[0]
+        raise ApiError(400, "invalid_revocation", f"unknown key {field!r}: a revocation has user, logout, grants", extra={"field": field})
+    user = document.get("user")
+    if isinstance(user, int) and not isinstance(user, bool):
+        user = str(user)
+    if not isinstance(user, str) or not user or len(user) > 256:
+        raise ApiError(400, "invalid_revocation", "'user' must be a non-empty string (the user id)", extra={"field": "user"})
+    logout = document.get("logout", False)
+    if not isinstance(logout, bool):
+        raise ApiError(400, "invalid_revocation", f"'logout' must be a boolean, got {_json_type(logout)}", extra={"field": "logout"})
+    grants = document.get("grants")
+    if grants is not None and not isinstance(grants, dict):
+        raise ApiError(400, "invalid_revocation", f"'grants' must be an object or null, got {_json_type(grants)}", extra={"field": "grants"})
+    if not logout and grants is None:
+        raise ApiError(400, "invalid_revocation", "nothing to do: set 'logout' to true or give 'grants'", extra={"field": "grants"})
+    return user, logout, grants
 
 
 class HealthHandler(_GatewayHandler):

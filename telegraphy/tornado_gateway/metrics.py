@@ -35,6 +35,12 @@ _COUNTERS: tuple[tuple[str, str], ...] = (
     ("events_delivered", "Events delivered to subscribers (one per subscriber)."),
     ("publish_requests", "HTTP requests to /publish."),
     ("publish_errors", "HTTP requests to /publish refused or failed."),
+    ("requests_unauthorized", "SUBSCRIBE and PUBLISH refused with wamp.error.not_authorized (channels, private channels, roles)."),
+    ("subscriptions_refused", "SUBSCRIBEs refused with telegraphy.error.limit_exceeded (--max-subscriptions)."),
+    ("publishes_throttled", "Client PUBLISHes refused or dropped by the publish rate limit (--publish-rate)."),
+    ("sessions_flooding", "Sessions closed (ABORT telegraphy.error.flooding, close 1008) for flooding publishes."),
+    ("connections_throttled", "WebSocket and SockJS connections refused with 429 by the per-IP rate (--connection-rate)."),
+    ("revocations", "Revocations applied (POST /revoke, and those of other gateway processes on the bus)."),
 )
 
 # Help lines of the gauges the gateway reports; others get a generic line.
@@ -67,6 +73,12 @@ class Metrics:
         messages_received: WAMP messages received from clients.
         protocol_errors: client messages refused as protocol violations.
         slow_consumers: connections closed because their outgoing buffer filled.
+        requests_unauthorized: SUBSCRIBE/PUBLISH refused as not authorized.
+        subscriptions_refused: SUBSCRIBEs over ``--max-subscriptions``.
+        publishes_throttled: client PUBLISHes over ``--publish-rate``.
+        sessions_flooding: sessions closed for flooding publishes.
+        connections_throttled: connections refused by ``--connection-rate``.
+        revocations: revocations applied.
     """
 
     def __init__(self) -> None:
@@ -80,6 +92,12 @@ class Metrics:
         self.messages_received = 0
         self.protocol_errors = 0
         self.slow_consumers = 0
+        self.requests_unauthorized = 0
+        self.subscriptions_refused = 0
+        self.publishes_throttled = 0
+        self.sessions_flooding = 0
+        self.connections_throttled = 0
+        self.revocations = 0
 
     def publish_error(self, code: str) -> None:
         """Count one ``/publish`` request answered with error ``code``."""

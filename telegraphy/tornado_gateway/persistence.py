@@ -25,6 +25,11 @@ store; one that was already delivered is dropped.
 
 If the store fails, events are still delivered live (without a position) and
 the failure is logged: live delivery never waits for a broken store.
+
+Revocations (``POST /revoke``) travel on the same bus as
+``{"n": node, "r": {"user", "logout", "grants"}}``, handed to
+``on_revocation``; after a logout :meth:`Persistence.forget_user` deletes
+the user's session records, so none of their sessions can be resumed.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from telegraphy.wamp import ServerSession, SessionState
@@ -63,6 +69,16 @@ class _Remote:
         self.items = items
 
 
+class _Forget:
+    """Delete the session records of a user who logged out."""
+
+    __slots__ = ("authid", "done")
+
+    def __init__(self, authid: str, done: asyncio.Future[int]) -> None:
+        self.authid = authid
+        self.done = done
+
+
 class _Resume:
     __slots__ = ("offsets", "session", "token")
 
@@ -88,7 +104,7 @@ class Persistence:
         self.bus = bus
         self.node = secrets.token_hex(8)
         self.session_ttl = session_ttl
-        self._jobs: collections.deque[Publication | _Resume | _Remote] = collections.deque()
+        self._jobs: collections.deque[Publication | _Resume | _Remote | _Forget] = collections.deque()
         #: Per topic: (epoch, the next offset to deliver).
         self._next: dict[str, tuple[str, int]] = {}
         self._saves: dict[str, dict[str, Any] | None] = {}
@@ -98,6 +114,8 @@ class Persistence:
         self._done = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self.store_errors = 0
+        #: Called with the revocation another gateway process announced on the bus.
+        self.on_revocation: Callable[[dict[str, Any]], None] | None = None
         router.sequencer = self._publication
         router.on_resume = self._resume
         router.on_session_change = self._session_changed
@@ -117,7 +135,16 @@ class Persistence:
         except ValueError:
             logger.warning("ignoring a malformed bus message")
             return
-        if not isinstance(message, dict) or message.get("n") == self.node or not isinstance(message.get("v"), list):
+        if not isinstance(message, dict) or message.get("n") == self.node:
+            return
+        if isinstance(message.get("r"), dict):
+            if self.on_revocation is not None:
+                try:
+                    self.on_revocation(message["r"])
+                except Exception:
+                    logger.exception("could not apply a revocation from the bus")
+            return
+        if not isinstance(message.get("v"), list):
             return
         self._jobs.append(_Remote(message["v"]))
         self._wakeup.set()
@@ -163,6 +190,29 @@ class Persistence:
                 self._saves[token] = record
         self._wakeup.set()
 
+    async def announce_revocation(self, revocation: dict[str, Any]) -> None:
+        """Tell the other gateway processes about a revocation (no-op without a bus).
+
+        Raises:
+            Exception: whatever the bus raises when it cannot publish.
+        """
+        if self.bus is not None:
+            await self.bus.publish(json.dumps({"n": self.node, "r": revocation}, separators=(",", ":")).encode("utf-8"))
+
+    async def forget_user(self, authid: str) -> int:
+        """Delete every stored session record of ``authid``; return how many there were.
+
+        Runs in the worker, after the saves queued so far, so a record about
+        to be written is deleted too.
+
+        Raises:
+            Exception: whatever the store raises.
+        """
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._jobs.append(_Forget(authid, done))
+        self._wakeup.set()
+        return await done
+
     # Waiting -------------------------------------------------------------------
 
     def accepted(self) -> asyncio.Future[None]:
@@ -206,6 +256,18 @@ class Persistence:
     async def _step(self) -> None:
         jobs = self._jobs
         job = jobs[0]
+        if isinstance(job, _Forget):
+            jobs.popleft()
+            try:
+                forgotten = await self._forget(job.authid)
+            except Exception as exc:
+                self.store_errors += 1
+                if not job.done.done():
+                    job.done.set_exception(exc)
+            else:
+                if not job.done.done():
+                    job.done.set_result(forgotten)
+            return
         if isinstance(job, _Resume):
             jobs.popleft()
             try:
@@ -296,6 +358,19 @@ class Persistence:
         elif expected is None or expected[0] != position.epoch:
             self._next[topic] = (position.epoch, position.offset + 1)
         return position.offset
+
+    async def _forget(self, authid: str) -> int:
+        for token, record in list(self._saves.items()):
+            if record is not None and record.get("authid") == authid:
+                self._saves[token] = None
+        for token, record in list(self._records.items()):
+            if record.get("authid") == authid:
+                del self._records[token]
+        await self._save_sessions()
+        tokens = [entry["token"] for entry in await self.store.list_sessions(time.time()) if entry.get("authid") == authid]
+        for token in tokens:
+            await self.store.delete_session(token)
+        return len(tokens)
 
     async def _save_sessions(self) -> None:
         saves, self._saves = self._saves, {}

@@ -131,6 +131,8 @@ class SockJSService:
         raw_websocket: the route target of ``<prefix>/websocket``, or
             ``None`` for raw WebSockets over this core (test services).
         metrics: counts slow consumers, when given.
+        admit: called with the client IP of each new session (and each
+            WebSocket); ``False`` refuses it with ``429`` (``--connection-rate``).
     """
 
     def __init__(
@@ -150,6 +152,7 @@ class SockJSService:
         client_url: str,
         raw_websocket: tuple[type, dict[str, Any]] | None = None,
         metrics: Any = None,
+        admit: Callable[[str], bool] | None = None,
     ) -> None:
         self.prefix = prefix.rstrip("/")
         self.registry = SessionRegistry(factory, options)
@@ -164,6 +167,7 @@ class SockJSService:
         self.iframe_page, self.iframe_etag = iframe_page(client_url)
         self.raw_websocket = raw_websocket
         self.metrics = metrics
+        self.admit = admit
 
     def origin_allowed(self, origin: str | None, host: str) -> bool:
         return self.origins is None or origin_allowed(origin, host, self.origins)
@@ -249,6 +253,7 @@ def sockjs_server(gateway: Any) -> SockJSServer | None:
                 response_limit=config.sockjs_response_limit,
                 raw_websocket=(WebSocketUpgradeHandler, {"gateway": gateway}),
                 metrics=gateway.metrics,
+                admit=getattr(gateway, "admit", None),
                 **common,
             )
         )
@@ -314,6 +319,19 @@ class SockJSHandler(tornado.web.RequestHandler):
         self.set_header("Content-Type", TEXT)
         self.set_header("Cache-Control", NO_CACHE)
         self.finish(body)
+
+    def admitted(self) -> bool:
+        """Apply the per-IP connection rate to a new session or WebSocket; answer 429 when over it."""
+        admit = self.service.admit
+        if admit is None or admit(str(self.request.remote_ip)):
+            return True
+        self.set_status(429)
+        self.cors()
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", NO_CACHE)
+        self.set_header("Retry-After", "1")
+        self.finish('{"error":"too_many_connections","detail":"too many new connections from this address: retry later"}')
+        return False
 
     def cors(self) -> None:
         for name, value in cors_headers(self.request.headers.get("Origin")):
@@ -405,6 +423,8 @@ class ReceivingHandler(SockJSHandler):
         service = self.service
         streaming = bool(prelude)
         now = time.monotonic()
+        if service.registry.get(session_id) is None and not self.admitted():
+            return
         self.session = session = service.registry.open(session_id, now, peer=str(self.request.remote_ip))
         self.receiver = receiver = HttpReceiver(self, wrap, service.response_limit if streaming else 0)
         if streaming:
@@ -550,6 +570,8 @@ class WebSocketHandler(SockJSHandler):
     async def get(self, session_id: str = "") -> None:
         if not self.service.websocket:
             raise tornado.web.HTTPError(404)
+        if not self.admitted():
+            return
         if not self.raw and self.service.hixie76 and hixie76.offered(self.request.headers):
             await self._hixie76()
             return

@@ -11,6 +11,9 @@ Why not Tornado's ``WebSocketHandler``: an idle connection there costs about
 task per connection); this path keeps only a socket transport and two small
 objects, and writes each prepared event frame with one ``transport.write``.
 
+A client IP opening connections faster than ``--connection-rate`` (burst
+``--connection-burst``) gets ``429 {"error": "too_many_connections"}``.
+
 Close codes (RFC 6455 §7.4.1): 1000 after GOODBYE, 1001 on gateway shutdown,
 1002 after a protocol violation (WAMP ABORT ``wamp.error.protocol_violation``
 first) or when no WAMP subprotocol was agreed, 1007 for invalid UTF-8, 1008
@@ -90,6 +93,10 @@ class WebSocketUpgradeHandler(tornado.web.RequestHandler):
 
     def get(self, *args: Any) -> None:
         headers = self.request.headers
+        if not self.gateway.admit(str(self.request.remote_ip)):
+            # --connection-rate: checked first, so a flood costs no handshake work.
+            self._refuse(429, "too_many_connections", "too many new connections from this address: retry later", Retry_After="1")
+            return
         # RFC 6455 §4.2.1: the handshake's required fields.
         if headers.get("Upgrade", "").lower() != "websocket":
             self._refuse(400, "websocket_required", "this endpoint speaks WAMP over WebSocket: send 'Upgrade: websocket'")

@@ -35,6 +35,7 @@ class uris:  # noqa: N801 - a namespace of constants
     GOODBYE_AND_OUT = "wamp.close.goodbye_and_out"
     SYSTEM_SHUTDOWN = "wamp.close.system_shutdown"
     CLOSE_REALM = "wamp.close.close_realm"
+    LOGOUT = "wamp.close.logout"
     # Errors
     PROTOCOL_VIOLATION = "wamp.error.protocol_violation"
     INVALID_URI = "wamp.error.invalid_uri"
@@ -50,6 +51,9 @@ class uris:  # noqa: N801 - a namespace of constants
     NO_AUTH_METHOD = "wamp.error.no_auth_method"
     CANCELED = "wamp.error.canceled"
     OPTION_NOT_ALLOWED = "wamp.error.option_not_allowed"
+    # Telegraphy's own (see telegraphy.wamp.limits)
+    LIMIT_EXCEEDED = "telegraphy.error.limit_exceeded"
+    FLOODING = "telegraphy.error.flooding"
 
 
 class WampError(Exception):

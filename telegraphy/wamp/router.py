@@ -28,7 +28,9 @@ from .channels import ChannelPolicy
 from .broker import Broker, filter_target
 from .dealer import Dealer
 from .errors import ApplicationError, LocalProtocolError, uris
+from .limits import UNLIMITED, SessionLimits
 from .messages import MAX_ID
+from .revocation import Revocations
 from .serializer import WireCodec
 from .session import ServerSession
 
@@ -53,6 +55,11 @@ class RouterStats:
         self.events_delivered = 0
         self.messages_received = 0
         self.protocol_errors = 0
+        self.requests_unauthorized = 0
+        self.subscriptions_refused = 0
+        self.publishes_throttled = 0
+        self.sessions_flooding = 0
+        self.revocations = 0
 
 
 @dataclass(slots=True)
@@ -100,14 +107,15 @@ class Router:
         authenticator: decides who may open a session.
         realms: the realm names served; the first is the default for
             :meth:`publish_event`.
-        stats: an object with ``events_published``, ``events_delivered``,
-            ``messages_received`` and ``protocol_errors`` integer attributes.
+        stats: an object with the integer attributes of :class:`RouterStats`.
         on_output: called (with no arguments) when a session gets data to
             send and no other session had any; the transport layer then calls
             :meth:`take_dirty` and writes.
         anonymous_actions: what anonymous sessions may do.
         meta_roles: the authroles that may call the meta procedures of
             :mod:`.meta` (kept as the ``meta_roles`` attribute).
+        channels: who may subscribe and publish where (:mod:`.channels`).
+        limits: per-session limits (:mod:`.limits`); none by default.
 
     Persistence hooks (all optional; set them as attributes):
         sequencer: called with each :class:`Publication` instead of
@@ -142,10 +150,14 @@ class Router:
         anonymous_actions: frozenset[str] = ANONYMOUS_ACTIONS,
         meta_roles: AbstractSet[str] = META_ROLES,
         channels: ChannelPolicy | None = None,
+        limits: SessionLimits = UNLIMITED,
     ) -> None:
         self.authenticator = authenticator
         #: Who may subscribe and publish where (see :mod:`.channels`).
         self.channels = channels if channels is not None else ChannelPolicy()
+        self.limits = limits
+        #: Recent logouts and grant changes, applied to tickets issued before them.
+        self.revocations = Revocations()
         self.realms: dict[str, Realm] = {name: Realm(name, self._next_router_id) for name in realms}
         if not self.realms:
             raise LocalProtocolError("a router needs at least one realm")
@@ -211,6 +223,29 @@ class Router:
         """Send GOODBYE (``wamp.close.system_shutdown``) to every established session."""
         for session in self.sessions():
             session.shutdown()
+
+    # Revocation ----------------------------------------------------------------
+
+    def revoke(self, authid: str, now: float, *, grants: Grants | None = None, logout: bool = False) -> int:
+        """Apply a revocation to the live sessions of user ``authid``; return how many there are.
+
+        ``logout`` ends them (GOODBYE ``wamp.close.logout``, then the
+        transport closes); otherwise ``grants``, when given, replace theirs
+        from the next event on (see :mod:`.revocation`). Either is also
+        remembered for tickets issued before ``now``. Anonymous sessions are
+        never concerned.
+        """
+        self.stats.revocations += 1
+        self.revocations.record(authid, grants, logout, now)
+        sessions = [
+            s for s in self.sessions() if s.identity is not None and not s.identity.anonymous and s.identity.authid == authid
+        ]
+        for session in sessions:
+            if logout:
+                session.end(uris.LOGOUT, "the user logged out")
+            elif grants is not None:
+                session.replace_grants(grants)
+        return len(sessions)
 
     # Authorization -------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from .audience import ANONYMOUS, Grants, InvalidAudience, Visibility, grants_of
 from .auth import Identity, PendingChallenge
 from .broker import filter_target
 from .errors import ApplicationError, AuthenticationFailed, ProtocolViolation, WampError, uris
+from .limits import PublishThrottle, Verdict
 from .messages import (
     MAX_ID,
     Abort,
@@ -110,6 +111,7 @@ class ServerSession:
         "_next_request",
         "_now",
         "_out",
+        "_throttle",
         "_router",
         "close_request",
         "codec",
@@ -148,6 +150,8 @@ class ServerSession:
         self._now: float | None = None
         #: The token a reconnecting client presents to resume this session.
         self.resume_token: str | None = None
+        #: The client PUBLISH rate limit, from the router's limits.
+        self._throttle: PublishThrottle | None = None
 
     def __repr__(self) -> str:
         return f"ServerSession({self.id}, {self.state.value}, {self.peer})"
@@ -272,8 +276,15 @@ class ServerSession:
     def _welcome(self, identity: Identity) -> None:
         """The peer is authenticated: resume its earlier session if it asks to, else start afresh."""
         hello, self._hello = self._hello, None
+        now = self._now if self._now is not None else 0.0
+        try:
+            # A revocation since the ticket was issued wins over its claims.
+            self.grants = self._router.revocations.grants_for(identity, grants_of(identity), now)
+        except AuthenticationFailed as exc:
+            self._abort(exc.uri, exc.message)
+            return
         self.identity = identity
-        self.grants = grants_of(identity)
+        self._throttle = self._router.limits.throttle(now)
         token = hello.details.get("resume_token") if hello is not None else None
         if token is None or self._router.on_resume is None:
             self._establish({})
@@ -384,6 +395,45 @@ class ServerSession:
         elif self.state in (SessionState.ESTABLISHING, SessionState.CHALLENGING, SessionState.RESUMING):
             self._fail(reason, message, CLOSE_NORMAL)
 
+    def end(self, reason: str, message: str) -> None:
+        """End the session from the router's side at once: GOODBYE, then the transport closes.
+
+        Unlike :meth:`shutdown`, no answering GOODBYE is awaited, and the
+        session ends as if the peer had said GOODBYE (it cannot be resumed).
+        Used for a logout (``wamp.close.logout``).
+        """
+        if self.state is SessionState.ESTABLISHED:
+            self.send(Goodbye({"message": message}, reason))
+            self._leave(SessionState.CLOSED)
+            self.close_request = (CLOSE_NORMAL, reason)
+        elif self.state in (SessionState.ESTABLISHING, SessionState.CHALLENGING, SessionState.RESUMING):
+            self._fail(reason, message, CLOSE_NORMAL)
+
+    def replace_grants(self, grants: Grants) -> list[int]:
+        """Judge everything from now on with ``grants``; return the subscriptions dropped.
+
+        Exact subscriptions to topics the channel policy no longer lets the
+        session subscribe to are dropped, without a message to the peer
+        (the events simply stop). Pattern subscriptions stay: every event
+        they match is checked against the grants anyway.
+        """
+        self.grants = grants
+        realm = self.realm
+        if realm is None or self.state is not SessionState.ESTABLISHED:
+            return []
+        dropped = []
+        for subscription_id in sorted(self.subscriptions):
+            sub = realm.broker.get(subscription_id)
+            if sub is None or sub.match != "exact":
+                continue
+            if self._router.channels.check(grants, "subscribe", sub.topic) is not None:
+                realm.broker.unsubscribe(self, subscription_id)
+                self.subscriptions.discard(subscription_id)
+                dropped.append(subscription_id)
+        if dropped:
+            self._router.session_changed(self)
+        return dropped
+
     def connection_lost(self) -> None:
         """The transport is gone: forget the session everywhere."""
         self._leave(SessionState.FAILED)
@@ -414,11 +464,44 @@ class ServerSession:
 
     def _authorize(self, action: str, uri: str, match: str = "exact") -> None:
         assert self.identity is not None
-        self._router.authorize(self.identity, action, uri, self.grants, match)
+        try:
+            self._router.authorize(self.identity, action, uri, self.grants, match)
+        except ApplicationError as exc:
+            if exc.uri == uris.NOT_AUTHORIZED:
+                self._router.stats.requests_unauthorized += 1
+            raise
+
+    def _throttled(self, message: Publish) -> bool:
+        """Apply the publish rate limit; return whether the PUBLISH is refused (answered already)."""
+        throttle = self._throttle
+        if throttle is None:
+            return False
+        verdict = throttle.check(self._now if self._now is not None else 0.0)
+        if verdict is Verdict.ALLOWED:
+            return False
+        stats = self._router.stats
+        if verdict is Verdict.FLOODING:
+            # Refused again and again: not a burst but a flood. Other sessions
+            # must not pay for it, so this one ends (close code 1008).
+            stats.sessions_flooding += 1
+            logger.warning("closing session %s of %s: publish flood", self.id, self.peer)
+            self._fail(uris.FLOODING, f"over {throttle.flood_limit} publishes refused within {throttle.flood_window:g} s", CLOSE_POLICY)
+            return True
+        stats.publishes_throttled += 1
+        if message.options.get("acknowledge"):
+            rate = throttle.bucket.rate
+            self._request_error(
+                message,
+                message.request,
+                ApplicationError(uris.LIMIT_EXCEEDED, f"publish rate over {rate:g}/s (burst {throttle.bucket.burst:g})"),
+            )
+        return True
 
     def _on_publish(self, message: Publish) -> None:
         assert self.realm is not None
         options = message.options
+        if self._throttled(message):
+            return
         try:
             self._authorize("publish", message.topic)
             publication = self._router.publish(self.realm, message.topic, message.args, message.kwargs, options, publisher=self)
@@ -436,10 +519,20 @@ class ServerSession:
         except ApplicationError as exc:
             self._request_error(message, message.request, exc)
             return
+        broker = self.realm.broker
         try:
-            sub = self.realm.broker.subscribe(self, message.topic, message.options.get("match", "exact"), self._now, message.options)
+            sub = broker.subscribe(self, message.topic, message.options.get("match", "exact"), self._now, message.options)
         except ApplicationError as exc:
             self._request_error(message, message.request, exc)
+            return
+        limit = self._router.limits.max_subscriptions
+        if limit and sub.id not in self.subscriptions and len(self.subscriptions) >= limit:
+            # Subscribing again to what the session holds stays allowed (same id).
+            broker.unsubscribe(self, sub.id)
+            self._router.stats.subscriptions_refused += 1
+            self._request_error(
+                message, message.request, ApplicationError(uris.LIMIT_EXCEEDED, f"a session may hold at most {limit} subscriptions")
+            )
             return
         self.subscriptions.add(sub.id)
         self.send(Subscribed(message.request, sub.id))
