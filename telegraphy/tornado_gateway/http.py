@@ -502,7 +502,7 @@ def parse_revoke_body(body: bytes) -> tuple[str, bool, dict[str, Any] | None]:
         raise ApiError(400, "invalid_revocation", f"body must be an object, got {_json_type(document)}", extra={"field": None})
     unknown = set(document) - {"user", "logout", "grants"}
     if unknown:
-        field = sorted(unknown)[0]
+        field = min(unknown)
         raise ApiError(400, "invalid_revocation", f"unknown key {field!r}: a revocation has user, logout, grants", extra={"field": field})
     user = document.get("user")
     if isinstance(user, int) and not isinstance(user, bool):

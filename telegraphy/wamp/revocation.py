@@ -50,7 +50,7 @@ def parse_grants(user: str, value: Any) -> Grants:
         raise ValueError("grants: expected an object with groups, perms and superuser, or null")
     unknown = set(value) - {"groups", "perms", "superuser"}
     if unknown:
-        raise ValueError(f"grants.{sorted(unknown)[0]}: unknown key (grants have groups, perms, superuser)")
+        raise ValueError(f"grants.{min(unknown)}: unknown key (grants have groups, perms, superuser)")
     groups = value.get("groups", [])
     if not isinstance(groups, list) or not all(isinstance(g, (str, int)) and not isinstance(g, bool) for g in groups):
         raise ValueError("grants.groups: expected a list of strings")

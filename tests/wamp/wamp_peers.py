@@ -68,11 +68,14 @@ class Peers:
         secret: the router's secret (tickets, WAMP-CRA keys).
         allow_anonymous: passed to the :class:`Authenticator`.
         realms: the realms served.
+        router_options: further :class:`Router` arguments (``channels``, ``limits``).
     """
 
-    def __init__(self, *, secret: str = SECRET, allow_anonymous: bool = True, realms: tuple[str, ...] = (REALM,)) -> None:
+    def __init__(
+        self, *, secret: str = SECRET, allow_anonymous: bool = True, realms: tuple[str, ...] = (REALM,), **router_options: Any
+    ) -> None:
         self.secret = secret
-        self.router = Router(Authenticator(secret, allow_anonymous=allow_anonymous), realms)
+        self.router = Router(Authenticator(secret, allow_anonymous=allow_anonymous), realms, **router_options)
 
     def attach(self, codec: WireCodec = JSON_CODEC, peer: str = "test") -> ServerSession:
         """Return a new session of a connection that just opened."""
@@ -111,8 +114,10 @@ class Peers:
         user: str | None = None,
         authrole: str | None = None,
         cra: str | None = None,
+        claims: dict[str, Any] | None = None,
+        now: float | None = None,
     ) -> ServerSession:
-        """Return an established session: anonymous, or with a ticket for ``user``, or WAMP-CRA as ``cra``."""
+        """Return an established session: anonymous, or with a ticket for ``user`` (with ``claims``, issued at ``now``), or WAMP-CRA as ``cra``."""
         session = self.attach(codec)
         if cra is not None:
             self.hello(session, authmethods=["wampcra"], authid=cra)
@@ -123,7 +128,7 @@ class Peers:
         elif user is not None:
             self.hello(session, authmethods=["ticket"])
             assert self.read_one(session) == Challenge("ticket", {})
-            self.send(session, [5, mint_connect_token(self.secret, user, authrole=authrole), {}])
+            self.send(session, [5, mint_connect_token(self.secret, user, authrole=authrole, claims=claims, now=now), {}])
         else:
             self.hello(session)
         welcome = self.read_one(session)

@@ -1,0 +1,235 @@
+"""Client channels, private channels and subscription filters: parsing, rules, and delivery through the broker."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from wamp_peers import Peers
+
+from telegraphy.wamp import ServerSession, uris
+from telegraphy.wamp.audience import ANONYMOUS, AUTHENTICATED, PUBLIC, Audience, Grants
+from telegraphy.wamp.channels import (
+    DEFAULT_CHANNELS,
+    Channel,
+    ChannelPolicy,
+    may_receive,
+    parse_channels,
+    private_owner,
+)
+from telegraphy.wamp.messages import Error, Event, Publish, Published, Subscribed
+
+CHANNELS = [
+    {"topic": "chat.", "match": "prefix", "subscribe": "authenticated", "publish": "authenticated"},
+    {"topic": "staff.news", "subscribe": {"groups": ["staff"]}, "publish": {"permissions": ["news.add_item"]}},
+    {"topic": "board..posts", "match": "wildcard", "subscribe": "public", "publish": None},
+]
+
+
+# Parsing -------------------------------------------------------------------------
+
+
+def test_parse_channels_from_json_text_and_lists() -> None:
+    """Declarations parse from JSON text or a list, with exact match, public subscribe and no publish by default."""
+    channels = parse_channels(json.dumps(CHANNELS + [{"topic": "news"}]))
+    assert channels == parse_channels(CHANNELS + [{"topic": "news"}])
+    assert channels[0] == Channel("chat.", "prefix", AUTHENTICATED, AUTHENTICATED)
+    assert channels[1].subscribe == Audience.parse({"groups": ["staff"]})
+    assert channels[3] == Channel("news", "exact", PUBLIC, None)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("[", "channels are not valid JSON"),
+        ('{"topic": "a"}', "channels must be a JSON list"),
+        ([{"topic": "a"}, "b"], "channel 1: an object with a string 'topic' is expected"),
+        ([{"topic": 5}], "channel 0: an object with a string 'topic' is expected"),
+        ([{"topic": "a"}, {"topic": "b", "who": 1}], "channel 1: unknown key 'who'"),
+        ([{"topic": "a", "match": "regex"}], "channel 0: match must be exact, prefix or wildcard"),
+        ([{"topic": "a"}, {"topic": "b"}, {"topic": "c", "publish": "staff"}], "channel 2: publish: unknown audience 'staff'"),
+        ([{"topic": "a", "subscribe": {"roles": []}}], "channel 0: subscribe.roles: unknown key"),
+    ],
+    ids=["json", "not-list", "not-object", "topic-type", "unknown-key", "match", "publish-audience", "subscribe-key"],
+)
+def test_invalid_channels_name_the_index(value: Any, message: str) -> None:
+    """Every malformed declaration raises ValueError naming the channel index and what is wrong."""
+    with pytest.raises(ValueError) as info:
+        parse_channels(value)
+    assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("channel", "topic", "covered"),
+    [
+        (Channel("chat.lobby"), "chat.lobby", True),
+        (Channel("chat.lobby"), "chat.lobby.x", False),
+        (Channel("chat.", "prefix"), "chat.lobby", True),
+        (Channel("chat.", "prefix"), "chatter", False),
+        (Channel("board..posts", "wildcard"), "board.7.posts", True),
+        (Channel("board..posts", "wildcard"), "board.7.posts.x", False),
+        (Channel("board..posts", "wildcard"), "board.7.likes", False),
+    ],
+)
+def test_channel_covers(channel: Channel, topic: str, covered: bool) -> None:
+    """Exact, prefix and wildcard channels cover topics as the WAMP match policies do."""
+    assert channel.covers(topic) is covered
+
+
+# Rules ------------------------------------------------------------------------------
+
+STAFF = Grants("1", frozenset({"staff"}))
+EDITOR = Grants("2", permissions=frozenset({"news.add_item"}))
+USER = Grants("3")
+ROOT = Grants("9", superuser=True)
+
+
+def test_policy_first_declared_channel_decides() -> None:
+    """The first covering channel decides subscribe and publish; publish null means nobody."""
+    policy = ChannelPolicy(parse_channels(CHANNELS))
+    assert policy.check(USER, "publish", "chat.lobby") is None
+    assert policy.check(ANONYMOUS, "subscribe", "chat.lobby") == "not allowed to subscribe on channel 'chat.'"
+    assert policy.check(STAFF, "subscribe", "staff.news") is None
+    assert policy.check(USER, "subscribe", "staff.news") is not None
+    assert policy.check(EDITOR, "publish", "staff.news") is None
+    assert policy.check(STAFF, "publish", "staff.news") is not None
+    assert policy.check(ANONYMOUS, "subscribe", "board.7.posts") is None
+    assert policy.check(ROOT, "publish", "board.7.posts") == "not allowed to publish on channel 'board..posts'"
+
+
+def test_policy_topics_on_no_channel() -> None:
+    """A topic on no declared channel may be subscribed to (events carry audiences) but not published to."""
+    policy = ChannelPolicy(parse_channels(CHANNELS))
+    assert policy.check(ANONYMOUS, "subscribe", "shop.Order") is None
+    assert policy.check(ROOT, "publish", "shop.Order") == "publishing to 'shop.Order' is not allowed: it is on no declared channel"
+
+
+def test_default_policy() -> None:
+    """Without declarations anyone subscribes anywhere and authenticated users publish anywhere."""
+    policy = ChannelPolicy()
+    assert policy.channels == DEFAULT_CHANNELS
+    assert policy.check(ANONYMOUS, "subscribe", "any.thing") is None
+    assert policy.check(ANONYMOUS, "publish", "any.thing") is not None
+    assert policy.check(USER, "publish", "any.thing") is None
+
+
+def test_private_channels_belong_to_their_user() -> None:
+    """user.<id> and below belong to user <id> (and superusers); pattern subscriptions are not refused, the broker filters."""
+    assert private_owner("user.3.inbox") == private_owner("user.3") == "3"
+    assert private_owner("users.3") is None
+    policy = ChannelPolicy()
+    assert policy.check(USER, "subscribe", "user.3.inbox") is None
+    assert policy.check(STAFF, "subscribe", "user.3.inbox") == "'user.3.inbox' is another user's private channel"
+    assert policy.check(STAFF, "publish", "user.3.inbox") is not None
+    assert policy.check(ROOT, "subscribe", "user.3.inbox") is None
+    assert policy.check(STAFF, "subscribe", "user.", "prefix") is None
+    assert may_receive(USER, "3") and may_receive(ROOT, "3") and not may_receive(STAFF, "3")
+
+
+# Through the router -------------------------------------------------------------------
+
+
+@pytest.fixture
+def peers() -> Peers:
+    """A router with the declared CHANNELS."""
+    return Peers(channels=ChannelPolicy(parse_channels(CHANNELS)))
+
+
+def _error(peers: Peers, session: ServerSession) -> Error:
+    message = peers.read_one(session)
+    assert isinstance(message, Error), message
+    return message
+
+
+def _events(peers: Peers, session: ServerSession) -> list[Event]:
+    messages = peers.read(session)
+    assert all(isinstance(m, Event) for m in messages), messages
+    return messages  # type: ignore[return-value]
+
+
+def test_publishing_outside_declared_channels_is_not_authorized(peers: Peers) -> None:
+    """PUBLISH to a topic on no channel, or one the user may not publish on, gets wamp.error.not_authorized; a chat publish works."""
+    user = peers.join(user="3")
+    peers.send(user, Publish(1, {"acknowledge": True}, "shop.Order", [1]))
+    assert _error(peers, user).error == uris.NOT_AUTHORIZED
+    peers.send(user, Publish(2, {"acknowledge": True}, "staff.news", [1]))
+    assert _error(peers, user).error == uris.NOT_AUTHORIZED
+    peers.send(user, Publish(3, {"acknowledge": True}, "chat.lobby", [1]))
+    assert isinstance(peers.read_one(user), Published)
+    assert peers.router.stats.requests_unauthorized == 2
+
+
+def test_subscribing_to_a_channel_needs_its_audience(peers: Peers) -> None:
+    """SUBSCRIBE to staff.news is refused to a plain user and allowed to staff."""
+    user, staff = peers.join(user="3"), peers.join(user="1", claims={"groups": ["staff"]})
+    peers.send(user, [32, 1, {}, "staff.news"])
+    assert _error(peers, user).error == uris.NOT_AUTHORIZED
+    peers.send(staff, [32, 1, {}, "staff.news"])
+    assert isinstance(peers.read_one(staff), Subscribed)
+
+
+def test_private_channel_subscribe_and_delivery() -> None:
+    """Another user's SUBSCRIBE to user.3.inbox is refused; a prefix subscription to user. gets its own user's events only."""
+    peers = Peers()
+    owner, other, root = peers.join(user="3"), peers.join(user="4"), peers.join(user="9", claims={"superuser": True})
+    peers.send(other, [32, 1, {}, "user.3.inbox"])
+    assert _error(peers, other).error == uris.NOT_AUTHORIZED
+    inbox = peers.subscribe(owner, "user.3.inbox")
+    pattern = peers.subscribe(other, "user.", "prefix")
+    assert peers.subscribe(root, "user.", "prefix") == pattern
+    peers.router.publish_event({"name": "user.3.inbox", "meta": {}, "data": {"n": 3}})
+    peers.router.publish_event({"name": "user.4.inbox", "meta": {}, "data": {"n": 4}})
+    assert [e.args[0]["data"]["n"] for e in _events(peers, owner)] == [3]  # type: ignore[index]
+    assert [(e.subscription, e.args[0]["data"]["n"]) for e in _events(peers, other)] == [(pattern, 4)]  # type: ignore[index]
+    assert [e.args[0]["data"]["n"] for e in _events(peers, root)] == [3, 4]  # type: ignore[index]
+    assert inbox != pattern
+
+
+# Filters through the broker ---------------------------------------------------------------
+
+
+def _subscribe_filtered(peers: Peers, session: ServerSession, options: dict[str, Any], request: int = 1) -> Any:
+    peers.send(session, [32, request, options, "shop.Order"])
+    return peers.read_one(session)
+
+
+def test_sessions_with_the_same_filter_share_a_subscription() -> None:
+    """Equal filters (in any key order) share one subscription id; another filter, or none, gets another."""
+    peers = Peers()
+    a, b = peers.join(), peers.join()
+    first = _subscribe_filtered(peers, a, {"filter": {"status": "open", "priority__gte": 3}})
+    second = _subscribe_filtered(peers, b, {"filter": {"priority__gte": 3, "status": "open"}})
+    other = _subscribe_filtered(peers, b, {"filter": {"status": "open"}, "exclude": {"priority__lt": 2}}, 2)
+    assert isinstance(first, Subscribed) and isinstance(second, Subscribed) and isinstance(other, Subscribed)
+    assert first.subscription == second.subscription != other.subscription
+    assert peers.subscribe(b, "shop.Order", request=3) not in (first.subscription, other.subscription)
+
+
+def test_filters_select_events() -> None:
+    """Each filtered subscription gets exactly the events whose data match its filter and exclude."""
+    peers = Peers()
+    urgent, open_not_low, everything = peers.join(), peers.join(), peers.join()
+    _subscribe_filtered(peers, urgent, {"filter": {"priority__gte": 5}})
+    _subscribe_filtered(peers, open_not_low, {"filter": {"status": "open"}, "exclude": {"priority__lt": 2}})
+    peers.subscribe(everything, "shop.Order")
+    orders = [
+        {"n": 0, "status": "open", "priority": 1},
+        {"n": 1, "status": "open", "priority": 5},
+        {"n": 2, "status": "closed", "priority": 9},
+    ]
+    for data in orders:
+        peers.router.publish_event({"name": "shop.Order", "meta": {}, "data": data})
+    sessions = {"urgent": urgent, "open": open_not_low, "all": everything}
+    numbers = {name: [e.args[0]["data"]["n"] for e in _events(peers, s)] for name, s in sessions.items()}  # type: ignore[index]
+    assert numbers == {"urgent": [1, 2], "open": [1], "all": [0, 1, 2]}
+
+
+def test_invalid_filter_is_refused_naming_the_lookup() -> None:
+    """A SUBSCRIBE with an invalid filter gets ERROR wamp.error.invalid_argument naming the lookup; no subscription is made."""
+    peers = Peers()
+    session = peers.join()
+    error = _subscribe_filtered(peers, session, {"filter": {"status__in": "open"}})
+    assert isinstance(error, Error) and error.error == uris.INVALID_ARGUMENT
+    assert "'in'" in error.args[0] and "status__in" in error.args[0]  # type: ignore[index]
+    assert session.subscriptions == set() and peers.router.counts()["subscriptions"] == 0
