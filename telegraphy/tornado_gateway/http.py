@@ -467,7 +467,9 @@ class RevokeHandler(_GatewayHandler):
     """``POST /revoke``: a user logged out, or their grants changed; applied to their live sessions at once."""
 
     def prepare(self) -> None:
-        """Refuse the request unless it carries a valid manage token and a body of a sane size."""
+        """Refuse the request unless it is a POST with a valid manage token and a body of a sane size."""
+        if self.request.method != "POST":
+            raise ApiError(405, "method_not_allowed", f"use POST to revoke, not {self.request.method}", headers={"Allow": "POST"})
         self.authenticate(verify_manage_token, "manage")
         if len(self.request.body) > MAX_REVOKE_BODY:
             raise ApiError(413, "body_too_large", f"body is {len(self.request.body)} bytes, the limit is {MAX_REVOKE_BODY}")

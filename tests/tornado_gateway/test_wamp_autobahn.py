@@ -8,11 +8,14 @@ later sentinel event arriving with nothing before it, never by sleeping.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import jwt
 import pytest
 import tornado.httpclient
 from autobahn.asyncio.wamp import ApplicationSession
@@ -382,6 +385,31 @@ def test_ticket_accepted(gateway: GatewayProcess, serializer: type) -> None:
     run(scenario())
 
 
+def _connect_claims(user: str) -> dict[str, Any]:
+    return {"aud": "telegraphy:connect", "sub": user, "iat": int(time.time()), "exp": int(time.time()) + 60}
+
+
+def _unsigned_ticket(user: str) -> str:
+    """A connect token with ``alg: none`` and no signature."""
+    return jwt.encode(_connect_claims(user), None, algorithm="none")
+
+
+def _hs512_ticket(secret: str, user: str) -> str:
+    """A connect token signed with the right secret but HS512."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PyJWT warns that the key is short for SHA-512
+        return jwt.encode(_connect_claims(user), secret, algorithm="HS512")
+
+
+def _tampered_ticket(secret: str, user: str, **changes: Any) -> str:
+    """A valid connect token whose payload was changed afterwards (the signature kept)."""
+    header, payload, signature = mint_connect_token(secret, user).split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims.update(changes)
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"{header}.{forged}.{signature}"
+
+
 @SERIALIZERS
 @pytest.mark.parametrize(
     ("make_ticket", "reason"),
@@ -389,11 +417,14 @@ def test_ticket_accepted(gateway: GatewayProcess, serializer: type) -> None:
         (lambda secret: mint_connect_token(secret, "42", now=time.time() - 3600, ttl=60), "ticket refused: token expired"),
         (lambda secret: mint_connect_token("forged-" + "z" * 40, "42"), "ticket refused: token signature is invalid"),
         (lambda secret: mint_publish_token(secret), "ticket refused: token is not a connect token"),
+        (lambda secret: _unsigned_ticket("42"), "ticket refused: token algorithm is not HS256"),
+        (lambda secret: _tampered_ticket(secret, "42", sub="1", superuser=True), "ticket refused: token signature is invalid"),
+        (lambda secret: _hs512_ticket(secret, "42"), "ticket refused: token algorithm is not HS256"),
     ],
-    ids=["expired", "forged", "publish-token"],
+    ids=["expired", "forged", "publish-token", "alg-none", "tampered-claims", "other-algorithm"],
 )
 def test_ticket_refused(gateway: GatewayProcess, serializer: type, make_ticket: Callable[[str], str], reason: str) -> None:
-    """Expired, forged or wrong-purpose tickets end the session with wamp.error.authentication_failed."""
+    """Expired, forged, unsigned (alg none), tampered, wrongly signed or wrong-purpose tickets end the session with wamp.error.authentication_failed."""
 
     async def scenario() -> None:
         assert gateway.secret is not None
