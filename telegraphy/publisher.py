@@ -317,7 +317,9 @@ class Publisher:
         """Tell the gateway that a user's grants changed, or that the user is gone.
 
         One ``POST /revoke`` with a manage token and the body
-        ``{"user": "<id>", "logout": <bool>, "grants": <grants or null>}``.
+        ``{"user": "<id>", "logout": <bool>, "grants": <grants or null>}``
+        (docs/http-api.md). The gateway has dealt with the user's live
+        sessions when this returns.
 
         Args:
             user_id: the user whose live sessions are concerned (``sub`` of
@@ -333,7 +335,8 @@ class Publisher:
             ``None`` after a logged failure in fire-and-forget mode.
 
         Raises:
-            ValueError: ``user_id`` is empty, or ``grants`` is not a mapping.
+            ValueError: ``user_id`` is empty, ``grants`` is not a mapping, or
+                there is nothing to do (no ``logout``, no ``grants``).
             PublishError: the gateway was unreachable or refused (unless
                 ``fire_and_forget``).
         """
@@ -342,6 +345,8 @@ class Publisher:
             raise ValueError("revoke needs a user id")
         if grants is not None and not isinstance(grants, Mapping):
             raise ValueError(f"grants must be a mapping or None, got {type(grants).__name__}")
+        if not logout and grants is None:
+            raise ValueError("nothing to revoke: pass logout=True, or the user's new grants")
         body = {"user": user, "logout": bool(logout), "grants": None if grants is None else dict(grants)}
         payload = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
         try:

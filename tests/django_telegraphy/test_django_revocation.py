@@ -326,10 +326,12 @@ def test_publisher_revoke_retries_and_refusals(fake, caplog):
         assert caught.value.action == "revoke" and "rejected the revoke with 401" in str(caught.value)
         fake.script = [(503, {}), (503, {})]
         with pytest.raises(GatewayUnavailable):
-            publisher.revoke(1)
+            publisher.revoke(1, logout=True)
         with pytest.raises(ValueError):
-            publisher.revoke("")
-    fake.script = [(400, {"error": "bad_request"})]
+            publisher.revoke("", logout=True)
+        with pytest.raises(ValueError, match="nothing to revoke"):
+            publisher.revoke(1)
+    fake.script = [(400, {"error": "invalid_revocation"})]
     with Publisher(fake.url, SECRET, fire_and_forget=True) as publisher, caplog.at_level(logging.ERROR):
-        assert publisher.revoke(1) is None
+        assert publisher.revoke(1, logout=True) is None
     assert "could not revoke the sessions of user 1" in caplog.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -89,6 +90,17 @@ def test_allowed_origins_setting(popen, settings):
     settings.TELEGRAPHY_ALLOWED_ORIGINS = ["http://localhost:8000", "http://127.0.0.1:8000"]
     call_command("run_telegraph")
     assert popen[0].env["TELEGRAPHY_ALLOWED_ORIGINS"] == "http://localhost:8000,http://127.0.0.1:8000"
+
+
+def test_channels_setting_goes_to_the_gateway_as_json(settings):
+    """TELEGRAPHY_CHANNELS (a list, or JSON text) reaches the gateway as JSON in its environment."""
+    channels = [{"topic": "chat.", "match": "prefix", "subscribe": "authenticated", "publish": "authenticated"}]
+    settings.TELEGRAPHY_CHANNELS = channels
+    assert json.loads(gateway_environment(base={})["TELEGRAPHY_CHANNELS"]) == channels
+    settings.TELEGRAPHY_CHANNELS = '[{"topic": "news"}]'
+    assert gateway_environment(base={})["TELEGRAPHY_CHANNELS"] == '[{"topic": "news"}]'
+    settings.TELEGRAPHY_CHANNELS = None
+    assert "TELEGRAPHY_CHANNELS" not in gateway_environment(base={})
 
 
 def test_debug_allows_any_origin_when_not_configured(settings):

@@ -9,8 +9,9 @@
 
 The gateway runs as a child process, ``python -m telegraphy.tornado_gateway``.
 The secret (``TELEGRAPHY_SECRET``), the realm (``TELEGRAPHY_REALM``), the
-WebSocket path (``TELEGRAPHY_WS_PATH``) and the allowed browser origins
-(``TELEGRAPHY_ALLOWED_ORIGINS``) are handed over in the child's environment,
+WebSocket path (``TELEGRAPHY_WS_PATH``), the allowed browser origins
+(``TELEGRAPHY_ALLOWED_ORIGINS``) and the client channels
+(``TELEGRAPHY_CHANNELS``, as JSON) are handed over in the child's environment,
 where the gateway reads them; the secret is not put on the command line,
 where every user of the machine could read it in the process list.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import json
 import os
 import signal
 import subprocess
@@ -79,6 +81,10 @@ def gateway_environment(extra: Sequence[str] = (), base: Mapping[str, str] | Non
         env["TELEGRAPHY_ALLOWED_ORIGINS"] = origins if isinstance(origins, str) else ",".join(origins)
     elif django_settings.DEBUG and "TELEGRAPHY_ALLOWED_ORIGINS" not in env:
         env["TELEGRAPHY_ALLOWED_ORIGINS"] = "*"
+    channels = conf.CHANNELS
+    if channels:
+        # One declaration: the gateway enforces it, Django puts its permissions in connect tokens.
+        env["TELEGRAPHY_CHANNELS"] = channels if isinstance(channels, str) else json.dumps(channels)
     return env
 
 
