@@ -48,7 +48,9 @@ STORES = {
 def start_gateway(secret: str, store: str) -> tuple[subprocess.Popen[str], int]:
     env = {**os.environ, "TELEGRAPHY_STORE": store}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "telegraphy.tornado_gateway", "--port", "0", "--secret", secret, "--log-level", "warning"],
+        # Every client connects from 127.0.0.1: no per-IP connection rate.
+        [sys.executable, "-m", "telegraphy.tornado_gateway", "--port", "0", "--secret", secret, "--log-level", "warning",
+         "--connection-rate", "0"],
         stdout=subprocess.PIPE, text=True, env=env,
     )
     assert proc.stdout is not None

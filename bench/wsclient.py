@@ -243,8 +243,15 @@ CONNECT = {
 }
 
 
-def connect(host: str, port: int, topic: str, sample: bool) -> Subscriber:
-    """Open a WebSocket, join the default realm anonymously and subscribe to ``topic``."""
+def connect(
+    host: str, port: int, topic: str, sample: bool, options: dict | None = None, ticket: str | None = None
+) -> Subscriber:
+    """Open a WebSocket, join the default realm and subscribe to ``topic``.
+
+    ``options`` go in the SUBSCRIBE (``filter``, ``exclude``, ``match``);
+    with a ``ticket`` (a connect token) the session joins as its user,
+    otherwise anonymously.
+    """
     sock = socket.create_connection((host, port), timeout=30)
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
@@ -263,11 +270,17 @@ def connect(host: str, port: int, topic: str, sample: bool) -> Subscriber:
     if not buf.startswith(b"HTTP/1.1 101"):
         raise ConnectionError(bytes(buf[:end]).decode(errors="replace"))
     del buf[: end + 4]
-    sock.sendall(mask_frame(json.dumps([1, "telegraphy", {"roles": {"subscriber": {}}}]).encode()))
+    details: dict = {"roles": {"subscriber": {}}}
+    if ticket is not None:
+        details["authmethods"] = ["ticket"]
+    sock.sendall(mask_frame(json.dumps([1, "telegraphy", details]).encode()))
     welcome = json.loads(_read_frame(sock, buf))
+    if welcome[0] == 4 and ticket is not None:  # CHALLENGE: answer with the ticket
+        sock.sendall(mask_frame(json.dumps([5, ticket, {}]).encode()))
+        welcome = json.loads(_read_frame(sock, buf))
     if welcome[0] != 2:
         raise ConnectionError(f"session refused: {welcome}")
-    sock.sendall(mask_frame(json.dumps([32, 1, {}, topic]).encode()))
+    sock.sendall(mask_frame(json.dumps([32, 1, options or {}, topic]).encode()))
     subscribed = json.loads(_read_frame(sock, buf))
     if subscribed[0] != 33:
         raise ConnectionError(f"subscribe refused: {subscribed}")

@@ -1,13 +1,17 @@
 """The WAMP broker: subscriptions and event fan-out (WAMP §8 "Publish and Subscribe").
 
 Subscriptions are router-wide: every session subscribing to the same topic
-with the same match policy shares one subscription id (WAMP §8.1.2: "the
-Broker MAY return the same Subscription ID"), so an EVENT is identical for all
-of its subscribers. :meth:`Broker.publish` therefore encodes each EVENT once
-per wire codec and hands the same bytes to every subscriber; the only
-per-subscriber work is one append to that session's outgoing list. Every
-codec's bytes are made before any subscriber gets them, so a payload one
-serialization cannot carry is refused whole, never half delivered.
+with the same match policy (and filter) shares one subscription id (WAMP
+§8.1.2: "the Broker MAY return the same Subscription ID"), so an EVENT is
+identical for all of its subscribers. :meth:`Broker.publish` therefore encodes
+each EVENT once per wire codec and hands the same bytes to every subscriber;
+the only per-subscriber work is one append to that session's outgoing list.
+Subscriptions matching one event differ only in their id: the rest of the
+EVENT (publication, details, payload) is encoded once per publish and
+serializer, and each subscription id is spliced in front of it
+(:meth:`~telegraphy.wamp.serializer.Serializer.event`). Every codec's bytes
+are made before any subscriber gets them, so a payload one serialization
+cannot carry is refused whole, never half delivered.
 
 Match policies (advanced profile, "Pattern-based Subscriptions"): ``exact``;
 ``prefix`` (the topic starts with the subscribed string); ``wildcard`` (the
@@ -238,8 +242,9 @@ class Broker:
     ) -> int:
         """Deliver an event to every matching subscriber; return how many got it.
 
-        Each EVENT is encoded once per subscription and wire codec (and, with
-        a ``visibility``, once per projection). WAMP §8.4.1 (publisher
+        The EVENT's payload is encoded once per serializer (and, with a
+        ``visibility``, once per projection), then framed once per
+        subscription and wire codec. WAMP §8.4.1 (publisher
         exclusion): the publisher does not receive its own event unless it
         asks with ``exclude_me: false``. ``exclude``/``eligible`` are session
         ids (advanced profile, "Subscriber Black- and Whitelisting"). A
@@ -257,11 +262,27 @@ class Broker:
         # (subscription, recipients, frame key per recipient or None for "by codec", frames)
         plan: list[tuple[Subscription, Iterable[ServerSession], list[Any] | None, dict[Any, bytes]]] = []
         variants: dict[int, int | None] = {}
+        # Encoded EVENT tails by (serializer, variant, exact match?): once per publish.
+        tails: dict[tuple[Any, int, bool], bytes] = {}
+        pattern_details = {**base, "topic": topic}
+
+        def tail(serializer: Any, variant: int, exact: bool) -> bytes:
+            key = (serializer, variant, exact)
+            found = tails.get(key)
+            if found is None:
+                payload = args
+                if visibility is not None:
+                    assert args is not None
+                    payload = [visibility.project(args[0], variant), *args[1:]]
+                rest = Event(0, publication, base if exact else pattern_details, payload, kwargs).marshal()[2:]
+                found = tails[key] = serializer.event_tail(rest)
+            return found
+
         for sub in self.matching(topic):
             predicate = sub.predicate
             if predicate is not None and not predicate(target):
                 continue
-            event_details = base if sub.match == "exact" else {**base, "topic": topic}
+            exact = sub.match == "exact"
             sessions: Iterable[ServerSession] = sub.subscribers
             if skip is not None or filtered:
                 sessions = [s for s in sessions if s is not skip and (not filtered or _allowed(s.id, exclude, eligible))]
@@ -269,8 +290,7 @@ class Broker:
                 # A private channel's events reach its owner only, whatever the pattern.
                 sessions = [s for s in sessions if may_receive(s.grants, owner)]
             if visibility is None:
-                message = Event(sub.id, publication, event_details, args, kwargs).marshal()
-                frames: dict[Any, bytes] = {codec: codec.encode(message) for codec in sub.codecs}
+                frames: dict[Any, bytes] = {codec: codec.encode_event(sub.id, tail(codec.serializer, -1, exact)) for codec in sub.codecs}
                 plan.append((sub, sessions, None, frames))
                 continue
             # Who gets which version: decided once per distinct grants object.
@@ -284,11 +304,10 @@ class Broker:
                     variant = variants[id(grants)] = visibility.variant(grants)
                 if variant is None:
                     continue
-                key = (session.codec, variant)
+                codec = session.codec
+                key = (codec, variant)
                 if key not in frames:
-                    assert args is not None
-                    projected = [visibility.project(args[0], variant), *args[1:]]
-                    frames[key] = session.codec.encode(Event(sub.id, publication, event_details, projected, kwargs).marshal())
+                    frames[key] = codec.encode_event(sub.id, tail(codec.serializer, variant, exact))
                 kept.append(session)
                 frame_keys.append(key)
             plan.append((sub, kept, frame_keys, frames))

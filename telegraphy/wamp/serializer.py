@@ -13,6 +13,11 @@ raises :class:`~telegraphy.wamp.errors.ApplicationError`
 (``wamp.error.invalid_argument``) for a message it cannot represent; the
 broker and dealer encode before delivering, and answer the sender with ERROR.
 
+EVENTs differ between subscriptions only in their subscription id, so the
+broker encodes the rest of an EVENT once per publish (:meth:`Serializer.event_tail`)
+and splices each subscription id in front of it (:meth:`Serializer.event`):
+a thousand subscriptions with different filters cost one payload encoding.
+
 Limits: bytes are sent to JSON peers as WAMP's ``"\\0" + base64`` strings, but
 such strings received from JSON peers are passed on as strings, not
 converted to bytes.
@@ -45,6 +50,17 @@ class Serializer(Protocol):
 
     def decode(self, data: bytes | str) -> Any: ...
 
+    def event_tail(self, rest: list[Any]) -> bytes:
+        """Encode an EVENT without its type and subscription id: ``[Publication, Details, Arguments?, ArgumentsKw?]``.
+
+        Raises ApplicationError like :meth:`encode`.
+        """
+        ...
+
+    def event(self, subscription: int, tail: bytes) -> bytes:
+        """Return the bytes of ``[36, subscription, *rest]`` given the :meth:`event_tail` of ``rest``."""
+        ...
+
 
 class JsonSerializer:
     """``wamp.2.json``: UTF-8 JSON text, compact separators."""
@@ -63,6 +79,13 @@ class JsonSerializer:
             return self._encoder.encode(message).encode("utf-8")
         except (TypeError, ValueError, RecursionError) as exc:
             raise _unrepresentable(self.name, exc) from None
+
+    def event_tail(self, rest: list[Any]) -> bytes:
+        return self.encode(rest)
+
+    def event(self, subscription: int, tail: bytes) -> bytes:
+        # "[pub,…]" becomes "[36,sub,pub,…]".
+        return b"[36,%d,%b" % (subscription, tail[1:])
 
     def decode(self, data: bytes | str) -> Any:
         try:
@@ -93,6 +116,18 @@ class MsgpackSerializer:
         except (TypeError, ValueError, OverflowError) as exc:
             raise _unrepresentable(self.name, exc) from None
         return packed
+
+    def event_tail(self, rest: list[Any]) -> bytes:
+        # The array header of the whole EVENT (4 to 6 items: a fixarray), then the packed items after the id.
+        try:
+            packed = b"".join([self._packer.pack(item) for item in rest])
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise _unrepresentable(self.name, exc) from None
+        return bytes((0x90 | (len(rest) + 2),)) + packed
+
+    def event(self, subscription: int, tail: bytes) -> bytes:
+        # 0x24 is the positive fixint 36 (EVENT).
+        return b"%b\x24%b%b" % (tail[:1], self._packer.pack(subscription), tail[1:])
 
     def decode(self, data: bytes | str) -> Any:
         if isinstance(data, str):
@@ -148,6 +183,10 @@ class WireCodec:
 
     def encode(self, message: list[Any]) -> bytes:
         return self.frame(self.serializer.encode(message))
+
+    def encode_event(self, subscription: int, tail: bytes) -> bytes:
+        """Return the framed EVENT of ``subscription`` from its serializer's :meth:`~Serializer.event_tail`."""
+        return self.frame(self.serializer.event(subscription, tail))
 
     def decode(self, data: bytes | str) -> Any:
         return self.serializer.decode(data)

@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 import pytest
-from wamp_peers import Peers
+from wamp_peers import CountingSerializer, Peers
 
-from telegraphy.wamp import ServerSession, uris
+from telegraphy.wamp import JSON, ServerSession, WireCodec, uris
 from telegraphy.wamp.audience import ANONYMOUS, AUTHENTICATED, PUBLIC, Audience, Grants
 from telegraphy.wamp.channels import (
     DEFAULT_CHANNELS,
@@ -233,3 +233,20 @@ def test_invalid_filter_is_refused_naming_the_lookup() -> None:
     assert isinstance(error, Error) and error.error == uris.INVALID_ARGUMENT
     assert "'in'" in error.args[0] and "status__in" in error.args[0]  # type: ignore[index]
     assert session.subscriptions == set() and peers.router.counts()["subscriptions"] == 0
+
+
+def test_distinct_filters_share_one_payload_encoding() -> None:
+    """200 subscriptions with different filters: one JSON payload encoding per publish, each frame with its own id."""
+    counter = CountingSerializer(JSON)
+    codec = WireCodec(counter)
+    peers = Peers()
+    sessions = [peers.join(codec) for _ in range(200)]
+    answers = [_subscribe_filtered(peers, s, {"filter": {"n__gte": 0}, "exclude": {"owner": i}}) for i, s in enumerate(sessions)]
+    ids = [answer.subscription for answer in answers]
+    assert len(set(ids)) == 200
+    before = counter.encoded
+    peers.router.publish_event({"name": "shop.Order", "meta": {}, "data": {"n": 1, "owner": 5}})
+    assert counter.encoded - before == 1
+    events = [_events(peers, s) for s in sessions]
+    assert [len(e) for e in events] == [1] * 5 + [0] + [1] * 194
+    assert [e[0].subscription for e in events if e] == ids[:5] + ids[6:]

@@ -122,3 +122,29 @@ def test_msgpack_encoder_recovers_after_a_refusal() -> None:
     with pytest.raises(ApplicationError):
         MSGPACK.encode([36, 1, 2, {}, [1, 2, 3, 2**70]])
     assert MSGPACK.encode([17, 1, 2]) == msgpack.packb([17, 1, 2])
+
+
+@pytest.mark.parametrize("serializer", [JSON, MSGPACK], ids=["json", "msgpack"])
+@pytest.mark.parametrize(
+    "event",
+    [
+        [36, 7, 99, {}],
+        [36, 2**40, 5, {"topic": "a.b"}, [1, "x"]],
+        [36, 1, 2, {}, [], {"k": [1.5, None]}],
+        [36, 2**53, 2**53, {"offset": 3}, [{"data": {"ż": True}}], {"k": 1}],
+    ],
+    ids=["no-payload", "args", "kwargs", "large-ids"],
+)
+def test_spliced_event_equals_encoded_event(serializer: Any, event: list[Any]) -> None:
+    """An EVENT spliced from its subscription id and a once-encoded tail is byte for byte the encoded EVENT."""
+    tail = serializer.event_tail(event[2:])
+    assert serializer.event(event[1], tail) == serializer.encode(event)
+    assert serializer.decode(serializer.event(12345, tail)) == [36, 12345, *event[2:]]
+
+
+def test_event_tail_refuses_what_the_serializer_cannot_carry() -> None:
+    """event_tail raises ApplicationError invalid_argument like encode does."""
+    for serializer, rest in [(JSON, [1, {}, [float("nan")]]), (MSGPACK, [1, {}, [2**70]])]:
+        with pytest.raises(ApplicationError) as info:
+            serializer.event_tail(rest)
+        assert info.value.uri == uris.INVALID_ARGUMENT

@@ -37,7 +37,7 @@ MSGPACK_CODEC = WireCodec(MSGPACK)
 
 
 class CountingSerializer:
-    """A serializer that delegates to another and counts its ``encode`` calls."""
+    """A serializer that delegates to another and counts its ``encode`` and ``event_tail`` calls."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
@@ -53,6 +53,16 @@ class CountingSerializer:
 
     def decode(self, data: bytes | str) -> Any:
         return self.inner.decode(data)
+
+    def event_tail(self, rest: list[Any]) -> bytes:
+        """Encode an EVENT's payload (counted: it is the expensive part)."""
+        self.encoded += 1
+        data: bytes = self.inner.event_tail(rest)
+        return data
+
+    def event(self, subscription: int, tail: bytes) -> bytes:
+        data: bytes = self.inner.event(subscription, tail)
+        return data
 
 
 def wampcra_signature(key: str, challenge: str) -> str:
