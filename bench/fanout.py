@@ -64,7 +64,7 @@ def gateway_preexec() -> None:
 def start_gateway(secret: str, extra: list[str]) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(
         # Every subscriber connects from 127.0.0.1: no per-IP connection rate (unless --gateway-arg sets one).
-        [sys.executable, "-m", "telegraphy.tornado_gateway", "--port", "0", "--secret", secret, "--log-level", "warning",
+        [sys.executable, "-m", "telegraphy.tornado_gateway", "--port", "0", f"--secret={secret}", "--log-level", "warning",
          "--connection-rate", "0", *extra],
         stdout=subprocess.PIPE,
         text=True,

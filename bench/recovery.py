@@ -49,7 +49,7 @@ def start_gateway(secret: str, store: str) -> tuple[subprocess.Popen[str], int]:
     env = {**os.environ, "TELEGRAPHY_STORE": store}
     proc = subprocess.Popen(
         # Every client connects from 127.0.0.1: no per-IP connection rate.
-        [sys.executable, "-m", "telegraphy.tornado_gateway", "--port", "0", "--secret", secret, "--log-level", "warning",
+        [sys.executable, "-m", "telegraphy.tornado_gateway", "--port", "0", f"--secret={secret}", "--log-level", "warning",
          "--connection-rate", "0"],
         stdout=subprocess.PIPE, text=True, env=env,
     )
