@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["KeyedRateLimiter", "PublishThrottle", "SessionLimits", "TokenBucket", "Verdict"]
+__all__ = ["UNLIMITED", "KeyedRateLimiter", "PublishThrottle", "SessionLimits", "TokenBucket", "Verdict"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,8 @@ from autobahn.wamp.serializer import JsonSerializer, MsgPackSerializer
 from autobahn.wamp.types import PublishOptions, SubscribeOptions
 from gateway_helpers import GatewayProcess, run_gateway
 from test_session_resume import Client as RawClient
+from test_sockjs_transport import Closed, SockJSWamp
+from test_sockjs_transport import run as sockjs_run
 from test_wamp_autobahn import STEP, Client, connect, connect_user, http_publish, run
 
 from telegraphy.tokens import mint_connect_token, mint_manage_token, mint_publish_token
@@ -314,6 +316,29 @@ def test_logout_ends_sessions_and_resume_tokens(gateway: GatewayProcess) -> None
 
     closed_after = run(scenario())
     print(f"\nbench: logout closed the session {closed_after * 1000:.1f} ms after POST /revoke was sent")
+
+
+@pytest.mark.parametrize("transport", ["xhr_streaming", "websocket"])
+def test_logout_over_sockjs(gateway: GatewayProcess, transport: str) -> None:
+    """A SockJS session of a user who logs out gets GOODBYE wamp.close.logout, then c[1000,"wamp.close.logout"]."""
+    assert gateway.secret is not None
+    ticket = mint_connect_token(gateway.secret, "5")
+
+    async def scenario() -> None:
+        client = await SockJSWamp.connect(gateway, transport)
+        await client.send([1, "telegraphy", {"roles": {"subscriber": {}}, "authmethods": ["ticket"]}])
+        assert (await client.receive())[0] == 4
+        await client.send([5, ticket, {}])
+        assert (await client.receive())[0] == 2
+        answer, _ = await _revoke(gateway, {"user": "5", "logout": True})
+        assert answer == {"sessions": 1}
+        goodbye = await client.receive()
+        assert goodbye[0] == 6 and goodbye[2] == "wamp.close.logout", goodbye
+        with pytest.raises(Closed) as closed:
+            await client.receive()
+        assert (closed.value.code, closed.value.reason) == (1000, "wamp.close.logout")
+
+    sockjs_run(scenario())
 
 
 @pytest.mark.parametrize(
