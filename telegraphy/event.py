@@ -29,6 +29,7 @@ __all__ = [
     "EVENT_DELETE",
     "EVENT_UPDATE",
     "InvalidEvent",
+    "json_type",
     "make_event",
     "utc_timestamp",
     "validate_event",
@@ -104,20 +105,20 @@ def validate_event(event: Any, index: int | None = None) -> dict[str, Any]:
         InvalidEvent: naming the first field that is wrong.
     """
     if not isinstance(event, dict):
-        raise InvalidEvent("event", f"expected an object, got {_json_type(event)}", index)
+        raise InvalidEvent("event", f"expected an object, got {json_type(event)}", index)
     name = event.get("name")
     if name is None:
         raise InvalidEvent("name", "is required", index)
     if not isinstance(name, str):
-        raise InvalidEvent("name", f"expected a string, got {_json_type(name)}", index)
+        raise InvalidEvent("name", f"expected a string, got {json_type(name)}", index)
     if not _NAME.match(name):
         raise InvalidEvent("name", f"{name!r} is not a valid topic (dot-separated, non-empty, no spaces or '#')", index)
     meta = event.get("meta", {})
     if not isinstance(meta, dict):
-        raise InvalidEvent("meta", f"expected an object, got {_json_type(meta)}", index)
+        raise InvalidEvent("meta", f"expected an object, got {json_type(meta)}", index)
     event_type = meta.get("event_type")
     if event_type is not None and not isinstance(event_type, str):
-        raise InvalidEvent("meta.event_type", f"expected a string, got {_json_type(event_type)}", index)
+        raise InvalidEvent("meta.event_type", f"expected a string, got {json_type(event_type)}", index)
     if "audience" in meta or "projections" in meta:
         from telegraphy.wamp.audience import InvalidAudience, Visibility
 
@@ -126,14 +127,15 @@ def validate_event(event: Any, index: int | None = None) -> dict[str, Any]:
         except InvalidAudience as exc:
             raise InvalidEvent(exc.field, exc.detail, index) from None
     if "data" in event and event["data"] is not None and not isinstance(event["data"], (dict, list)):
-        raise InvalidEvent("data", f"expected an object or array, got {_json_type(event['data'])}", index)
+        raise InvalidEvent("data", f"expected an object or array, got {json_type(event['data'])}", index)
     unknown = set(event) - {"name", "meta", "data"}
     if unknown:
         raise InvalidEvent(sorted(unknown)[0], "unknown field (an event has name, meta and data)", index)
     return event
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """Return the JSON name of a decoded value's type (``null``, ``boolean``, ``number``, ``string``, ``array``, ``object``), for messages."""
     if value is None:
         return "null"
     if isinstance(value, bool):

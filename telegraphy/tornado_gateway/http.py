@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import tornado.web
 
 from telegraphy import __version__
-from telegraphy.event import InvalidEvent, validate_event
+from telegraphy.event import InvalidEvent, json_type, validate_event
 from telegraphy.tokens import TokenError, verify_manage_token, verify_publish_token
 from telegraphy.tornado_gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
@@ -167,7 +167,7 @@ def parse_publish_body(body: bytes, max_batch: int) -> list[dict[str, Any]]:
         raise ApiError(
             400,
             "invalid_event",
-            f"body must be an event object or an array of events, got {_json_type(document)}",
+            f"body must be an event object or an array of events, got {json_type(document)}",
             extra={"field": "event", "index": None},
         )
     if not batch:
@@ -211,17 +211,6 @@ def _refuse_constant(name: str) -> Any:
     # neither do browsers' JSON.parse.
     raise ValueError(f"{name} is not valid json")
 
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return type(value).__name__
 
 
 class JsonHandler(tornado.web.RequestHandler):
@@ -501,7 +490,7 @@ def parse_revoke_body(body: bytes) -> tuple[str, bool, dict[str, Any] | None]:
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise ApiError(400, "invalid_json", "body must be a JSON object: {\"user\", \"logout\", \"grants\"}") from None
     if not isinstance(document, dict):
-        raise ApiError(400, "invalid_revocation", f"body must be an object, got {_json_type(document)}", extra={"field": None})
+        raise ApiError(400, "invalid_revocation", f"body must be an object, got {json_type(document)}", extra={"field": None})
     unknown = set(document) - {"user", "logout", "grants"}
     if unknown:
         field = min(unknown)
@@ -513,10 +502,10 @@ def parse_revoke_body(body: bytes) -> tuple[str, bool, dict[str, Any] | None]:
         raise ApiError(400, "invalid_revocation", "'user' must be a non-empty string (the user id)", extra={"field": "user"})
     logout = document.get("logout", False)
     if not isinstance(logout, bool):
-        raise ApiError(400, "invalid_revocation", f"'logout' must be a boolean, got {_json_type(logout)}", extra={"field": "logout"})
+        raise ApiError(400, "invalid_revocation", f"'logout' must be a boolean, got {json_type(logout)}", extra={"field": "logout"})
     grants = document.get("grants")
     if grants is not None and not isinstance(grants, dict):
-        raise ApiError(400, "invalid_revocation", f"'grants' must be an object or null, got {_json_type(grants)}", extra={"field": "grants"})
+        raise ApiError(400, "invalid_revocation", f"'grants' must be an object or null, got {json_type(grants)}", extra={"field": "grants"})
     if not logout and grants is None:
         raise ApiError(400, "invalid_revocation", "nothing to do: set 'logout' to true or give 'grants'", extra={"field": "grants"})
     return user, logout, grants
