@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import pytest
+from gateway_helpers import wait_for
 from django.contrib.auth.models import Group, User
 from django.test import Client
 from tornado.websocket import websocket_connect
@@ -80,13 +81,6 @@ class Browser:
         self.thread.join(STEP)
 
 
-def wait_for(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + STEP
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {STEP} s: {what}"
-        time.sleep(0.01)
-
-
 def test_leaving_the_group_and_logging_out_take_effect_on_the_live_session(
     gateway_process, publish_to, isolated_registry
 ):
@@ -105,13 +99,13 @@ def test_leaving_the_group_and_logging_out_take_effect_on_the_live_session(
     try:
         browser.subscribe("testapp.Order", "marks")
         Order.objects.create(title="first")
-        wait_for(lambda: "testapp.Order" in browser.names(), "the staff event")
+        wait_for(lambda: "testapp.Order" in browser.names(), STEP, 0.01, "not within 5 s: the staff event")
 
         revoked_at = time.monotonic()
         ann.groups.remove(staff)  # -> POST /revoke with ann's new grants, after commit
         Order.objects.create(title="second")
         send_event("marks", {"n": 1}, audience="public")
-        wait_for(lambda: "marks" in browser.names(), "the public marker after the revocation")
+        wait_for(lambda: "marks" in browser.names(), STEP, 0.01, "not within 5 s: the public marker after the revocation")
         assert browser.names() == ["testapp.Order", "marks"], browser.names()
         grants_delay = browser.events[-1][0] - revoked_at
 
@@ -119,7 +113,7 @@ def test_leaving_the_group_and_logging_out_take_effect_on_the_live_session(
         client.force_login(ann)
         logout_at = time.monotonic()
         client.logout()  # -> POST /revoke logout
-        wait_for(lambda: browser.closed_at is not None, "the session to end after logout")
+        wait_for(lambda: browser.closed_at is not None, STEP, 0.01, "not within 5 s: the session to end after logout")
         logout_delay = browser.closed_at - logout_at
         print(
             f"revocation delays: grants {grants_delay * 1000:.1f} ms (incl. a publish), logout {logout_delay * 1000:.1f} ms"
