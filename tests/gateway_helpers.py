@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -47,6 +47,7 @@ __all__ = [
     "run_gateway",
     "start_gateway",
     "wait_for",
+    "wait_for_async",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -72,6 +73,26 @@ def clean_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env
+
+
+async def wait_for_async(
+    condition: Callable[[], Awaitable[Any]], timeout: float = 5.0, interval: float = 0.05, message: str = ""
+) -> Any:
+    """Await ``condition()`` until it returns something truthy; return that (the asyncio twin of :func:`wait_for`).
+
+    Raises:
+        AssertionError: when ``timeout`` seconds pass first.
+    """
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await condition()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(message or f"condition not met within {timeout} s: {condition!r}")
+        await asyncio.sleep(interval)
 
 
 def free_port() -> int:

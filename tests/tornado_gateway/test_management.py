@@ -16,7 +16,7 @@ from autobahn.asyncio.websocket import WampWebSocketClientFactory
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.serializer import JsonSerializer, MsgPackSerializer
 from autobahn.wamp.types import ComponentConfig, SubscribeOptions
-from gateway_helpers import GatewayProcess
+from gateway_helpers import GatewayProcess, wait_for_async
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from telegraphy.tokens import mint_connect_token, mint_manage_token, mint_publish_token
@@ -52,13 +52,7 @@ async def get(gw: GatewayProcess, path: str, token: str | None = "", method: str
 
 async def poll(condition: Callable[[], Awaitable[Any]], what: str) -> Any:
     """Await ``condition()`` until it returns something truthy; fail after :data:`STEP` seconds."""
-    deadline = time.monotonic() + STEP
-    while True:
-        result = await condition()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"not within {STEP} s: {what}"
-        await asyncio.sleep(0.05)
+    return await wait_for_async(condition, STEP, 0.05, f"not within {STEP} s: {what}")
 
 
 class RawClient:

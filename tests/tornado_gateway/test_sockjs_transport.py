@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import signal
-import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
@@ -25,7 +23,7 @@ import pytest
 import tornado.httpclient
 import tornado.simple_httpclient
 import tornado.websocket
-from gateway_helpers import GatewayProcess, start_gateway
+from gateway_helpers import GatewayProcess, start_gateway, wait_for_async
 
 from telegraphy.tokens import mint_connect_token, mint_publish_token
 
@@ -290,10 +288,7 @@ class RawWamp:
 
 async def wait_until(condition: Any, message: str) -> None:
     """Poll an async condition with a deadline."""
-    deadline = time.monotonic() + STEP
-    while not await condition():
-        assert time.monotonic() < deadline, message
-        await asyncio.sleep(0.05)
+    await wait_for_async(condition, STEP, 0.05, message)
 
 
 async def health(gateway: GatewayProcess) -> dict[str, Any]:
