@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -184,21 +185,35 @@ class SQLiteStore:
             )
         except sqlite3.Error as exc:
             raise StoreUnavailable(self.url, f"{exc} ({self.path})") from exc
-        try:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            with self._write(connection):
-                for statement in _SCHEMA.format(p=self.prefix).split(";"):
-                    if statement.strip():
-                        connection.execute(statement)
-                connection.execute(
-                    f"INSERT OR IGNORE INTO {self.prefix}_meta (key, value) VALUES ('epoch', ?)",
-                    (secrets.token_hex(8),),
-                )
-        except sqlite3.Error as exc:
-            connection.close()
-            raise StoreUnavailable(self.url, f"{exc} ({self.path})") from exc
-        return connection
+        # Switching to WAL and creating the schema can meet SQLITE_BUSY at
+        # once, without the busy handler, when another process opens the same
+        # new file at the same moment: retry until busy_timeout.
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                self._prepare(connection)
+                return connection
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    connection.close()
+                    raise StoreUnavailable(self.url, f"{exc} ({self.path})") from exc
+                time.sleep(0.02)
+            except sqlite3.Error as exc:
+                connection.close()
+                raise StoreUnavailable(self.url, f"{exc} ({self.path})") from exc
+
+    def _prepare(self, connection: sqlite3.Connection) -> None:
+        """Put the database in WAL mode and create the schema and epoch (idempotent)."""
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        with self._write(connection):
+            for statement in _SCHEMA.format(p=self.prefix).split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+            connection.execute(
+                f"INSERT OR IGNORE INTO {self.prefix}_meta (key, value) VALUES ('epoch', ?)",
+                (secrets.token_hex(8),),
+            )
 
     async def close(self) -> None:
         """Close the connection and stop the worker thread."""
