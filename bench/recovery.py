@@ -128,7 +128,8 @@ def fanout_bench(args: argparse.Namespace) -> None:
             store = STORES[name].format(tmp=tmp)
             result = subprocess.run(
                 [sys.executable, str(HERE / "fanout.py"), "--events", str(args.events), "--batch", str(args.batch),
-                 "--publishers", "4", "--gateway-arg", f"--store={store}"],
+                 # Joined with "=": argparse would read a separate "--store=…" as an option of its own, not as the value.
+                 "--publishers", "4", f"--gateway-arg=--store={store}"],
                 capture_output=True, text=True, timeout=300,
             )
             lines = [l for l in result.stdout.splitlines() if l.startswith(("deliveries", "latency publish->subscriber"))]
