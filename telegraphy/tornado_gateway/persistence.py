@@ -388,6 +388,11 @@ class Persistence:
                         # SUBSCRIBE is stored: this is the position at subscribe time.
                         position = await self.store.position(topic)
                         positions[topic] = [position.epoch, position.offset]
+                        # The first event this process sees on the topic may come
+                        # after others it must deliver first (another process
+                        # stored them, the bus has not brought them yet): what
+                        # follows this position is gated from here on.
+                        self._next.setdefault(topic, (position.epoch, position.offset + 1))
                 await self.store.save_session(token, record, self.session_ttl, now)
             except Exception:
                 self.store_errors += 1

@@ -121,3 +121,31 @@ def test_clients_of_a_killed_node_resume_on_the_survivor_with_every_event_once(c
     run(scenario())
     with pytest.raises(GatewayCrashed):
         a.stop()
+
+
+def test_racing_publishes_to_two_nodes_on_new_topics_all_arrive_in_offset_order(cluster: Callable[[], GatewayProcess]) -> None:
+    """Node A stores an event, node B stores the next one and would deliver it before A's announcement arrives: none may be skipped."""
+    a, b = cluster(), cluster()
+    topics = [f"race.topic{n}" for n in range(12)]
+
+    async def scenario() -> None:
+        subscriber = await Client.open(b)
+        await subscriber.hello()
+        for topic in topics:
+            await subscriber.subscribe(topic)
+        loop = asyncio.get_running_loop()
+        for topic in topics:
+            # Both POSTs at once, on fresh topics: the subscriber's node has delivered nothing on them yet.
+            await asyncio.gather(
+                loop.run_in_executor(None, lambda topic=topic: publish(a, 1, topic=topic)),
+                loop.run_in_executor(None, lambda topic=topic: publish(b, 2, topic=topic)),
+            )
+        got = await subscriber.events(2 * len(topics))
+        by_topic: dict[int, list[int]] = {}
+        for event in got:
+            by_topic.setdefault(event[1], []).append(event[3]["offset"])
+        assert sorted(len(offsets) for offsets in by_topic.values()) == [2] * len(topics), got
+        assert all(offsets == [1, 2] for offsets in by_topic.values()), by_topic
+        subscriber.close()
+
+    run(scenario())
