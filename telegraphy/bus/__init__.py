@@ -5,10 +5,14 @@ backend by URL: ``local://`` (one process; nothing to tell) or ``redis://…``
 (Redis pub/sub). Delivery on a bus is at most once and may reorder across
 publishers; the gateway restores per-topic order and fills gaps from the
 store, so the bus only needs to be fast.
+
+A :class:`NodeBus` (Redis) also carries messages to one named node and
+keeps leases naming a node: SockJS sessions use them to be served by
+whichever node a request reaches (:mod:`telegraphy.tornado_gateway.sockjs_nodes`).
 """
 
 from __future__ import annotations
 
-from .base import Bus, BusError, open_bus
+from .base import Bus, BusError, NodeBus, node_bus, open_bus
 
-__all__ = ["Bus", "BusError", "open_bus"]
+__all__ = ["Bus", "BusError", "NodeBus", "node_bus", "open_bus"]

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Protocol
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-__all__ = ["Bus", "BusError", "LocalBus", "open_bus"]
+__all__ = ["Bus", "BusError", "LocalBus", "NodeBus", "node_bus", "open_bus"]
 
 
 class BusError(Exception):
@@ -25,6 +25,46 @@ class Bus(Protocol):
     async def publish(self, data: bytes) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class NodeBus(Bus, Protocol):
+    """A bus that also reaches one node by name, and keeps leases naming a node.
+
+    What several gateway processes need to share a SockJS session: the node
+    holding it owns a lease on its key, and requests reaching another node
+    are forwarded to the owner over :meth:`send`.
+
+    Attributes:
+        node: this process's name on the bus (random, unique per process).
+        on_direct: receives the messages :meth:`send` addressed to this node;
+            set it before anyone can know the node's name.
+    """
+
+    node: str
+    on_direct: Callable[[bytes], None] | None
+
+    async def send(self, node: str, messages: list[bytes]) -> None:
+        """Send messages, in order, to ``node`` alone (at most once, like every bus message)."""
+        ...
+
+    async def claim(self, keys: list[str], ttl: float) -> list[str]:
+        """Take or renew for ``ttl`` seconds the leases on ``keys`` nobody else holds; return each key's owner."""
+        ...
+
+    async def owner(self, key: str) -> str | None:
+        """The node holding the lease on ``key``, or None."""
+        ...
+
+    async def release(self, keys: list[str]) -> None:
+        """Give up this node's leases on ``keys`` (others' leases stay)."""
+        ...
+
+
+def node_bus(bus: Bus | None) -> NodeBus | None:
+    """``bus`` if it can reach single nodes and keep leases (:class:`NodeBus`), else None."""
+    if bus is not None and all(hasattr(bus, name) for name in ("node", "send", "claim", "owner", "release")):
+        return bus  # type: ignore[return-value]
+    return None
 
 
 class LocalBus:

@@ -1,9 +1,17 @@
-"""A bus over Redis pub/sub (one channel shared by every gateway process)."""
+"""A bus over Redis pub/sub (one channel shared by every gateway process).
+
+Besides the shared channel ``<channel>``, each process listens on its own
+``<channel>:node:<node>`` (messages :meth:`RedisBus.send` addresses to it)
+and keeps leases as keys ``<channel>:lease:<key>`` whose value is the owner's
+node name, set with a millisecond expiry (``PX``) by a Lua script, so that
+taking a lease nobody holds and renewing one's own is a single atomic step.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +26,33 @@ logger = logging.getLogger("telegraphy.bus")
 
 #: Seconds between attempts to resubscribe after the connection to Redis broke.
 RETRY_DELAY = 0.5
+#: Leases handled per script call.
+LEASE_BATCH = 500
+
+# KEYS: lease keys; ARGV: node, ttl in ms. Each key nobody else holds becomes
+# (or stays) ours for the ttl; the reply is every key's owner.
+_CLAIM = """
+local owners = {}
+for i, key in ipairs(KEYS) do
+  local owner = redis.call('GET', key)
+  if not owner or owner == ARGV[1] then
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+    owner = ARGV[1]
+  end
+  owners[i] = owner
+end
+return owners
+"""
+
+# KEYS: lease keys; ARGV: node. Deletes the keys the node holds.
+_RELEASE = """
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('DEL', key)
+  end
+end
+return 0
+"""
 
 
 class RedisBus:
@@ -31,8 +66,20 @@ class RedisBus:
     def __init__(self, url: str, *, channel: str = "telegraphy:events") -> None:
         self.url = url
         self.channel = channel
+        self.node = secrets.token_hex(8)
+        #: Receives what other nodes :meth:`send` to this one.
+        self.on_direct: Callable[[bytes], None] | None = None
+        self._direct_channel = self._node_channel(self.node)
         self._client: Any = None
         self._listener: asyncio.Task[None] | None = None
+        self._claim: Any = None
+        self._release: Any = None
+
+    def _node_channel(self, node: str) -> str:
+        return f"{self.channel}:node:{node}"
+
+    def _lease(self, key: str) -> str:
+        return f"{self.channel}:lease:{key}"
 
     async def open(self, on_message: Callable[[bytes], None]) -> None:
         self._client = redis_asyncio.Redis.from_url(self.url)
@@ -40,8 +87,10 @@ class RedisBus:
             await self._client.ping()
         except (RedisError, OSError) as exc:
             raise BusError(f"cannot reach the redis bus at {_safe(self.url)}: {exc}") from None
+        self._claim = self._client.register_script(_CLAIM)
+        self._release = self._client.register_script(_RELEASE)
         pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(self.channel)
+        await pubsub.subscribe(self.channel, self._direct_channel)
         self._listener = asyncio.ensure_future(self._listen(pubsub, on_message))
 
     async def _listen(self, pubsub: Any, on_message: Callable[[bytes], None]) -> None:
@@ -54,18 +103,53 @@ class RedisBus:
                 logger.warning("redis bus connection lost (%s); resubscribing", exc)
                 await asyncio.sleep(RETRY_DELAY)
                 try:
-                    await pubsub.subscribe(self.channel)
+                    await pubsub.subscribe(self.channel, self._direct_channel)
                 except (RedisError, OSError):
                     pass
                 continue
-            if message is not None and message.get("type") == "message":
-                try:
-                    on_message(message["data"])
-                except Exception:
-                    logger.exception("bus message handler failed")
+            if message is None or message.get("type") != "message":
+                continue
+            handler = on_message
+            if message.get("channel") == self._direct_channel.encode():
+                if self.on_direct is None:
+                    continue
+                handler = self.on_direct
+            try:
+                handler(message["data"])
+            except Exception:
+                logger.exception("bus message handler failed")
 
     async def publish(self, data: bytes) -> None:
         await self._client.publish(self.channel, data)
+
+    async def send(self, node: str, messages: list[bytes]) -> None:
+        if not messages:
+            return
+        channel = self._node_channel(node)
+        if len(messages) == 1:
+            await self._client.publish(channel, messages[0])
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for data in messages:
+                pipe.publish(channel, data)
+            await pipe.execute()
+
+    async def claim(self, keys: list[str], ttl: float) -> list[str]:
+        owners: list[str] = []
+        ms = max(1, int(ttl * 1000))
+        for start in range(0, len(keys), LEASE_BATCH):
+            batch = [self._lease(key) for key in keys[start : start + LEASE_BATCH]]
+            result = await self._claim(keys=batch, args=[self.node, ms])
+            owners += [owner.decode() if isinstance(owner, bytes) else str(owner) for owner in result]
+        return owners
+
+    async def owner(self, key: str) -> str | None:
+        value = await self._client.get(self._lease(key))
+        return None if value is None else value.decode()
+
+    async def release(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), LEASE_BATCH):
+            await self._release(keys=[self._lease(key) for key in keys[start : start + LEASE_BATCH]], args=[self.node])
 
     async def close(self) -> None:
         if self._listener is not None:

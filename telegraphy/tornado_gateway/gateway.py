@@ -88,6 +88,8 @@ class Gateway:
         self.store: Store | None = None
         self.persistence: Persistence | None = None
         self.bus: Bus | None = None
+        #: Set by the SockJS endpoints when they share sessions over the bus.
+        self.sockjs_nodes: Any = None
         self._trimmer: tornado.ioloop.PeriodicCallback | None = None
         # One ping loop for all connections rather than a timer each.
         self._pinger: tornado.ioloop.PeriodicCallback | None = None
@@ -288,6 +290,8 @@ class Gateway:
             self._trimmer.stop()
         if self.persistence is not None:
             await self.persistence.close()
+        if self.sockjs_nodes is not None:
+            await self.sockjs_nodes.close()
         if self.bus is not None:
             await self.bus.close()
         if self.store is not None:

@@ -41,6 +41,7 @@ _COUNTERS: tuple[tuple[str, str], ...] = (
     ("sessions_flooding", "Sessions closed (ABORT telegraphy.error.flooding, close 1008) for flooding publishes."),
     ("connections_throttled", "WebSocket and SockJS connections refused with 429 by the per-IP rate (--connection-rate)."),
     ("revocations", "Revocations applied (POST /revoke, and those of other gateway processes on the bus)."),
+    ("sockjs_forwarded", "SockJS requests forwarded to the gateway node holding their session (over the bus)."),
 )
 
 # Help lines of the gauges the gateway reports; others get a generic line.
@@ -79,6 +80,7 @@ class Metrics:
         sessions_flooding: sessions closed for flooding publishes.
         connections_throttled: connections refused by ``--connection-rate``.
         revocations: revocations applied.
+        sockjs_forwarded: SockJS requests forwarded to the node holding their session.
     """
 
     def __init__(self) -> None:
@@ -98,6 +100,7 @@ class Metrics:
         self.sessions_flooding = 0
         self.connections_throttled = 0
         self.revocations = 0
+        self.sockjs_forwarded = 0
 
     def publish_error(self, code: str) -> None:
         """Count one ``/publish`` request answered with error ``code``."""

@@ -43,6 +43,7 @@ import tornado.iostream
 import tornado.web
 
 from telegraphy import hixie76
+from telegraphy.bus import node_bus
 from telegraphy.sockjs import (
     PayloadTooLarge,
     RemoteProtocolError,
@@ -92,6 +93,7 @@ from telegraphy.websocket import (
     frame,
 )
 
+from .sockjs_nodes import NodeUnreachable, SockJSNodes
 from .websocket import CLOSE_TIMEOUT, WebSocketUpgradeHandler
 
 __all__ = ["SockJSServer", "SockJSService", "sockjs_server"]
@@ -168,6 +170,8 @@ class SockJSService:
         self.raw_websocket = raw_websocket
         self.metrics = metrics
         self.admit = admit
+        #: How sessions are shared with other gateway nodes, when there is a bus for it.
+        self.nodes: SockJSNodes | None = None
 
     def origin_allowed(self, origin: str | None, host: str) -> bool:
         return self.origins is None or origin_allowed(origin, host, self.origins)
@@ -202,8 +206,9 @@ class SockJSService:
 class SockJSServer:
     """Every SockJS service of a gateway, and the one timer driving their sessions."""
 
-    def __init__(self, services: list[SockJSService]) -> None:
+    def __init__(self, services: list[SockJSService], nodes: SockJSNodes | None = None) -> None:
         self.services = services
+        self.nodes = nodes
         # Heartbeats and expiry are checked a few times per interval.
         shortest = min(min(s.registry.options.heartbeat, s.registry.options.disconnect_delay) for s in services)
         self.tick_interval = max(0.05, min(1.0, shortest / 4))
@@ -211,6 +216,8 @@ class SockJSServer:
 
     def start(self) -> None:
         self._timer.start()
+        if self.nodes is not None:
+            self.nodes.start()
 
     def stop(self) -> None:
         self._timer.stop()
@@ -268,7 +275,15 @@ def sockjs_server(gateway: Any) -> SockJSServer | None:
             services.append(
                 SockJSService(prefix, factory, websocket=websocket, cookie_needed=cookie_needed, response_limit=TEST_RESPONSE_LIMIT, **common)
             )
-    return SockJSServer(services) if services else None
+    if not services:
+        return None
+    nodes = None
+    bus = node_bus(getattr(gateway, "bus", None))
+    if bus is not None:
+        # Several nodes: polling clients need no sticky sessions.
+        nodes = SockJSNodes(bus, services, metrics=gateway.metrics)
+        gateway.sockjs_nodes = nodes
+    return SockJSServer(services, nodes)
 
 
 # Handlers ---------------------------------------------------------------------
@@ -313,7 +328,9 @@ class SockJSHandler(tornado.web.RequestHandler):
             self.client_error = True
             body = exc.body
         else:
-            body = {403: "Origin not allowed.", 404: "Not found."}.get(status_code, "Internal error.")
+            body = {403: "Origin not allowed.", 404: "Not found.", 503: "Session unavailable."}.get(status_code, "Internal error.")
+            if status_code == 503:
+                self.set_header("Retry-After", "1")
         if status_code != 403:
             self.cors()
         self.set_header("Content-Type", TEXT)
@@ -332,6 +349,14 @@ class SockJSHandler(tornado.web.RequestHandler):
         self.set_header("Retry-After", "1")
         self.finish('{"error":"too_many_connections","detail":"too many new connections from this address: retry later"}')
         return False
+
+    async def locate(self, session_id: str, *, create: bool) -> str | None:
+        """The node holding a session this node lacks (see :meth:`.SockJSNodes.locate`); ``503`` when the bus fails."""
+        assert self.service.nodes is not None
+        try:
+            return await self.service.nodes.locate(self.service, session_id, create=create)
+        except NodeUnreachable:
+            raise tornado.web.HTTPError(503) from None
 
     def cors(self) -> None:
         for name, value in cors_headers(self.request.headers.get("Origin")):
@@ -414,25 +439,45 @@ class HttpReceiver:
 
 
 class ReceivingHandler(SockJSHandler):
-    """Base of the transports that receive: attach to the session, wait until it lets go."""
+    """Base of the transports that receive: attach to the session, wait until it lets go.
+
+    A session held by another gateway node is served from there
+    (:mod:`.sockjs_nodes`): this handler keeps the response, the frames come
+    over the bus.
+    """
 
     receiver: HttpReceiver | None = None
     session: SockJSSession | None = None
+    #: The number of the forwarded request, when the session lives on another node.
+    forwarded: int | None = None
 
     async def receive(self, session_id: str, wrap: Callable[[bytes], bytes], *, prelude: bytes = b"") -> None:
         service = self.service
         streaming = bool(prelude)
-        now = time.monotonic()
-        if service.registry.get(session_id) is None and not self.admitted():
+        session = service.registry.get(session_id)
+        owner = None
+        nodes = service.nodes
+        if session is None and nodes is not None:
+            owner = await self.locate(session_id, create=True)
+            if owner == nodes.node:
+                owner = None
+                session = service.registry.get(session_id)  # opened meanwhile by another request?
+        if session is None and owner is None and not self.admitted():
             return
-        self.session = session = service.registry.open(session_id, now, peer=str(self.request.remote_ip))
+        peer = str(self.request.remote_ip)
         self.receiver = receiver = HttpReceiver(self, wrap, service.response_limit if streaming else 0)
         if streaming:
             # Bound the unsent bytes: a stalled reader becomes a slow consumer.
             self.http_connection().stream.max_write_buffer_size = service.outgoing_buffer
             self.write(prelude)
             self.flush()
-        session.attach(receiver, now)
+        now = time.monotonic()
+        if owner is not None:
+            assert nodes is not None
+            self.forwarded = nodes.attach(owner, service, session_id, receiver, peer)
+        else:
+            self.session = session = service.registry.open(session_id, now, peer=peer)
+            session.attach(receiver, now)
         await receiver.done
         if streaming and self.request.version == "HTTP/1.0":
             # No chunked encoding in HTTP/1.0: the response ends with the connection.
@@ -449,9 +494,13 @@ class ReceivingHandler(SockJSHandler):
 
     def on_connection_close(self) -> None:
         receiver, session = self.receiver, self.session
-        if receiver is not None and session is not None and not receiver.done.done():
+        if receiver is None or receiver.done.done():
+            return
+        if session is not None:
             session.detach(receiver, time.monotonic())
-            receiver.finish()
+        elif self.forwarded is not None and self.service.nodes is not None:
+            self.service.nodes.detach(self.forwarded)
+        receiver.finish()
 
     def callback(self) -> bytes:
         name = self.get_query_argument("c", None, strip=False)
@@ -530,18 +579,32 @@ class SendHandler(SockJSHandler):
             return
         self._chunks.append(chunk)
 
-    def deliver(self, session_id: str, decode: Callable[[bytes], list[str]]) -> None:
-        session = self.service.registry.get(session_id)
-        if session is None:
+    async def deliver(self, session_id: str, decode: Callable[[bytes], list[str]]) -> None:
+        """Hand the body's messages to the session, here or on the node holding it."""
+        service = self.service
+        session = service.registry.get(session_id)
+        if session is not None:
+            messages = decode(b"".join(self._chunks))
+            self._chunks = []
+            session.receive(messages, time.monotonic())
+            return
+        nodes = service.nodes
+        owner = None if nodes is None else await self.locate(session_id, create=False)
+        if owner is None or nodes is None or owner == nodes.node:
             raise SessionNotFound(session_id)
         messages = decode(b"".join(self._chunks))
         self._chunks = []
-        session.receive(messages, time.monotonic())
+        try:
+            found = await nodes.send(owner, service, session_id, messages)
+        except NodeUnreachable:
+            raise tornado.web.HTTPError(503) from None
+        if not found:
+            raise SessionNotFound(session_id)
 
 
 class XhrSendHandler(SendHandler):
-    def post(self, session_id: str) -> None:
-        self.deliver(session_id, decode_messages)
+    async def post(self, session_id: str) -> None:
+        await self.deliver(session_id, decode_messages)
         self.cors()
         self.session_headers(TEXT)
         self.set_status(204)
@@ -553,10 +616,10 @@ class XhrSendHandler(SendHandler):
 class JsonpSendHandler(SendHandler):
     METHODS = ("POST",)
 
-    def post(self, session_id: str) -> None:
+    async def post(self, session_id: str) -> None:
         content_type = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         form = content_type == "application/x-www-form-urlencoded"
-        self.deliver(session_id, decode_form_messages if form else decode_messages)
+        await self.deliver(session_id, decode_form_messages if form else decode_messages)
         self.session_headers(TEXT)
         # Konqueror mishandles 204 here (sockjs-protocol-0.3.3): "ok" it is.
         self.finish("ok")
