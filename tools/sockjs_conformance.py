@@ -18,6 +18,12 @@ starts ``python -m telegraphy.tornado_gateway --sockjs-test-endpoints`` on a
 free port, runs ``SOCKJS_URL=http://127.0.0.1:PORT PYTHONPATH=DIR python2
 sockjs-protocol.py -v`` and prints the result. Without Python 2.7 it says so
 and exits 0 (skipped). Its exit status is otherwise the suite's.
+
+``--nodes N`` runs the suite against N gateway nodes sharing a Redis bus
+(``--bus``, default ``redis://127.0.0.1:6379/0``) and a SQLite store, behind
+a round-robin TCP balancer that sends each new connection to the next node:
+the suite opens a connection per request, so a session's requests keep
+landing on nodes that do not hold it (no sticky sessions).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -94,7 +101,7 @@ def start_gateway(extra: list[str]) -> tuple[subprocess.Popen[str], str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     command = [
         sys.executable, "-m", "telegraphy.tornado_gateway",
-        "--port", "0", "--insecure-dev", "--store", "none", "--log-level", "warning", "--sockjs-test-endpoints", *extra,
+        "--port", "0", "--insecure-dev", "--log-level", "warning", "--sockjs-test-endpoints", *extra,
     ]
     proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
@@ -104,6 +111,21 @@ def start_gateway(extra: list[str]) -> tuple[subprocess.Popen[str], str]:
         sys.exit(f"the gateway did not start (printed {line!r})")
     port = line.strip().rsplit(":", 1)[1]
     return proc, f"http://127.0.0.1:{port}"
+
+
+def forwarded_counts(ports: list[int]) -> list[str]:
+    """Each node's ``telegraphy_sockjs_forwarded_total``, as ``port: count``."""
+    counts = []
+    for port in ports:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                text = response.read().decode()
+        except OSError as exc:
+            counts.append(f"{port}: ? ({exc})")
+            continue
+        match = re.search(r"^telegraphy_sockjs_forwarded_total (\d+)", text, re.MULTILINE)
+        counts.append(f"{port}: {match.group(1) if match else '?'}")
+    return counts
 
 
 def summarize(output: str) -> str:
@@ -129,7 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         "--deps", default=os.path.join(tempfile.gettempdir(), "telegraphy-sockjs-protocol-deps"), help="cache directory for the suite's dependencies"
     )
     parser.add_argument("--gateway-arg", action="append", default=[], help="extra flag for the gateway (repeatable)")
+    parser.add_argument("--nodes", type=int, default=1, help="gateway nodes behind a round-robin balancer (default 1)")
+    parser.add_argument("--bus", default="redis://127.0.0.1:6379/0", help="the Redis bus of several nodes")
     args = parser.parse_args(argv)
+    if args.nodes < 1:
+        parser.error("--nodes must be at least 1")
 
     python2 = find_python2(args.python2)
     if python2 is None:
@@ -140,7 +166,26 @@ def main(argv: list[str] | None = None) -> int:
     deps = Path(args.deps)
     install_dependencies(python2, deps)
 
-    proc, url = start_gateway(args.gateway_arg)
+    workdir = Path(tempfile.mkdtemp(prefix="telegraphy-sockjs-suite-"))
+    procs, proxy = [], None
+    if args.nodes == 1:
+        proc, url = start_gateway(["--store", "none", *args.gateway_arg])
+        procs.append(proc)
+    else:
+        sys.path.insert(0, str(REPO_ROOT / "tests" / "e2e"))
+        from tcp_proxy import TcpProxy
+
+        channel = f"telegraphy-sockjs-suite-{os.getpid()}"
+        shared = ["--store", f"sqlite:///{workdir / 'shared.sqlite3'}", "--bus", f"{args.bus}?channel={channel}", *args.gateway_arg]
+        ports = []
+        for _ in range(args.nodes):
+            proc, node_url = start_gateway(shared)
+            procs.append(proc)
+            ports.append(int(node_url.rsplit(":", 1)[1]))
+        proxy = TcpProxy(ports[0], lifetime=SUITE_TIMEOUT + 60)
+        proxy.set_targets(ports)
+        url = f"http://127.0.0.1:{proxy.port}"
+        print(f"{args.nodes} nodes on ports {', '.join(map(str, ports))}, round-robin balancer at {url}", flush=True)
     started = time.monotonic()
     try:
         env = {**os.environ, "SOCKJS_URL": url, "PYTHONPATH": str(deps)}
@@ -148,12 +193,19 @@ def main(argv: list[str] | None = None) -> int:
         result = subprocess.run(
             [python2, SUITE_FILE, "-v", *args.tests], cwd=suite, env=env, capture_output=True, text=True, timeout=SUITE_TIMEOUT
         )
+        if proxy is not None:
+            print(f"requests forwarded to the node holding their session: {', '.join(forwarded_counts(ports))}")
     finally:
-        proc.send_signal(signal.SIGINT if os.name == "nt" else signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        if proxy is not None:
+            proxy.close()
+        for proc in procs:
+            proc.send_signal(signal.SIGINT if os.name == "nt" else signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
     output = result.stdout + result.stderr
     print(output)
     print(f"SockJS protocol suite: {summarize(output)} in {time.monotonic() - started:.1f} s")

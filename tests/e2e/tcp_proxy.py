@@ -4,6 +4,7 @@
 
     proxy = TcpProxy(node_a.port)       # ws://127.0.0.1:{proxy.port}/ws reaches node A
     proxy.set_target(node_b.port)       # new connections go to node B
+    proxy.set_targets([a.port, b.port]) # each new connection to the next node in turn (no affinity)
     proxy.drop_all(block=True)          # close every connection, refuse new ones...
     proxy.unblock()                     # ...until now
     proxy.close()                       # idempotent; also happens by itself after ``lifetime`` seconds
@@ -67,7 +68,8 @@ class TcpProxy:
 
     def __init__(self, target_port: int, lifetime: float = DEFAULT_LIFETIME) -> None:
         self._lock = threading.Lock()
-        self._target = target_port
+        self._targets = [target_port]
+        self._turn = 0
         self._blocked = False
         self._links: set[_Link] = set()
         self._threads: list[threading.Thread] = []
@@ -84,8 +86,14 @@ class TcpProxy:
 
     def set_target(self, port: int) -> None:
         """Send new connections to ``127.0.0.1:port`` (open ones keep their node)."""
+        self.set_targets([port])
+
+    def set_targets(self, ports: list[int]) -> None:
+        """Send each new connection to the next of ``127.0.0.1:<ports>`` in turn, as a round-robin balancer does."""
+        if not ports:
+            raise ValueError("at least one target port")
         with self._lock:
-            self._target = port
+            self._targets = list(ports)
 
     def drop_all(self, block: bool = False) -> None:
         """Shut down every open connection; with ``block``, refuse new ones until :meth:`unblock`."""
@@ -130,7 +138,8 @@ class TcpProxy:
 
     def _forward(self, client: socket.socket) -> None:
         with self._lock:
-            blocked, target = self._blocked, self._target
+            blocked, target = self._blocked, self._targets[self._turn % len(self._targets)]
+            self._turn += 1
         if blocked or self._closed.is_set():
             client.close()
             return

@@ -3,7 +3,9 @@
 A static page (the packaged ``telegraphy.js``, no Django) connects through
 :class:`tcp_proxy.TcpProxy`, which stands in for a load balancer in front of
 gateway nodes; the tests drop its connections, kill the node behind it, or
-point it at another node, while events are published over HTTP.
+point it at another node, while events are published over HTTP. A page with
+no WebSocket polls over SockJS through a round-robin balancer with no
+sticky sessions.
 """
 
 from __future__ import annotations
@@ -166,6 +168,16 @@ def open_page(page: Any, site: StaticSite, proxy: TcpProxy) -> None:
     wait_subscribed(page, TOPIC, CONNECT_TIMEOUT_MS)
 
 
+def forwarded_total(nodes: list[GatewayProcess]) -> int:
+    """How many SockJS requests the nodes forwarded to the node holding their session."""
+    total = 0
+    for node in nodes:
+        with urllib.request.urlopen(f"{node.url}/metrics", timeout=PUBLISH_TIMEOUT) as response:
+            text = response.read().decode()
+        total += sum(int(line.split()[1]) for line in text.splitlines() if line.startswith("telegraphy_sockjs_forwarded_total "))
+    return total
+
+
 def wait_received(page: Any, n: int) -> None:
     """Wait until the page has received event ``n``."""
     wait_page(page, "(n) => window.received.includes(n)", EVENT_TIMEOUT_MS, arg=n)
@@ -275,3 +287,43 @@ def test_page_is_told_when_missed_events_were_trimmed_and_gets_live_ones_after(
     publish(gw, 13)
     wait_received(page, 13)
     assert page.evaluate("window.received") == [1, 12, 13]  # live events only: nothing stale, nothing twice
+
+
+@pytest.mark.skipif(not redis_reachable(), reason="no Redis server on 127.0.0.1:6379 for the bus")
+@pytest.mark.parametrize("transport", ["xhr-polling", "xhr-streaming"])
+def test_page_without_websocket_polls_through_a_balancer_without_sticky_sessions(
+    page, site, proxies, gateway_process, tmp_path: Path, transport: str
+):
+    """No WebSocket, two nodes behind a round-robin balancer: each connection of sockjs-client may reach either node, nothing is lost."""
+    env = {
+        "TELEGRAPHY_STORE": f"sqlite:///{tmp_path / 'shared.sqlite3'}",
+        "TELEGRAPHY_BUS": f"redis://127.0.0.1:6379/0?channel=telegraphy-e2e-{secrets.token_hex(6)}",
+    }
+    secret = secrets.token_urlsafe(32)
+    a = gateway_process("--allowed-origins", site.url, env=env, secret=secret)
+    b = gateway_process("--allowed-origins", site.url, env=env, secret=secret)
+    proxy = proxies(a.port)
+    proxy.set_targets([a.port, b.port])
+    page.add_init_script("delete window.WebSocket;")
+    page.goto(site.url + "/")
+    page.evaluate("Telegraphy.on('connect', (info) => { window.transports = [info.transport, info.sockjsTransport]; })")
+    setup = SETUP_JS.replace(
+        "Telegraphy.configure({url: url,",
+        f"Telegraphy.configure({{url: url, sockjsScriptUrl: '{site.url}/sockjs.min.js', sockjsTransports: ['{transport}'],",
+    )
+    assert setup != SETUP_JS
+    page.evaluate(setup, [f"ws://127.0.0.1:{proxy.port}/ws", TOPIC])
+    wait_page(page, "window.connects.length === 1", CONNECT_TIMEOUT_MS)
+    wait_subscribed(page, TOPIC, CONNECT_TIMEOUT_MS)
+    assert page.evaluate("window.transports") == ["sockjs", transport]
+
+    total = 30
+    for n in range(1, total + 1):
+        publish(a if n % 2 else b, n)
+    wait_received(page, total)
+    state = page_state(page)
+    assert state["received"] == list(range(1, total + 1)), state
+    assert state["connects"] == state["connects"][:1] and state["errors"] == [], state
+    # The balancer spread the session's requests: some reached the node without the session.
+    assert proxy.accepted >= 2
+    assert forwarded_total([a, b]) > 0

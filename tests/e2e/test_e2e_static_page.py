@@ -14,6 +14,8 @@ pytestmark = pytest.mark.browser
 
 #: The client as shipped in the Python package (the Django app's static file).
 CLIENT_JS = resources.files("telegraphy") / "contrib" / "django_telegraphy" / "static" / "telegraphy" / "telegraphy.js"
+#: The vendored sockjs-client the SockJS fallback loads (``sockjsScriptUrl``).
+SOCKJS_JS = CLIENT_JS.parent / "vendor" / "sockjs.min.js"
 
 PAGE = b"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Telegraphy static page</title>
@@ -24,10 +26,14 @@ PAGE = b"""<!DOCTYPE html>
 
 
 class StaticSite:
-    """A tiny HTTP server on 127.0.0.1 serving ``/`` (the page) and ``/telegraphy.js``."""
+    """A tiny HTTP server on 127.0.0.1 serving ``/`` (the page), ``/telegraphy.js`` and ``/sockjs.min.js``."""
 
     def __init__(self) -> None:
-        files = {"/": (PAGE, "text/html; charset=utf-8"), "/telegraphy.js": (CLIENT_JS.read_bytes(), "text/javascript")}
+        files = {
+            "/": (PAGE, "text/html; charset=utf-8"),
+            "/telegraphy.js": (CLIENT_JS.read_bytes(), "text/javascript"),
+            "/sockjs.min.js": (SOCKJS_JS.read_bytes(), "text/javascript"),
+        }
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
