@@ -11,6 +11,15 @@ Examples::
     python bench/fanout.py --batch 1 --publishers 4         # one event per POST
     python bench/fanout.py --rate 20 --events 400           # latency at 20 events/s
     python bench/fanout.py --idle 10000                     # memory per idle connection
+    python bench/fanout.py --nodes 2                        # subscribers spread over 2 nodes (Redis bus)
+    python bench/fanout.py --nodes 2 --transport sockjs-xhr-streaming
+        # every SockJS session lives on one node and streams from the other (forwarded over the bus)
+
+With ``--nodes N`` the gateways share a SQLite store in a temporary
+directory and a Redis bus (``--bus``); events are published to the first
+node; WebSocket subscribers connect to the nodes in turn; a SockJS
+xhr-streaming session is created (by one poll) on one node and then
+streamed, and sent to, through the next, so that every frame crosses the bus.
 
 Each run is bounded: it stops after ``--timeout`` seconds whatever happens.
 """
@@ -24,9 +33,11 @@ import multiprocessing as mp
 import os
 import resource
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -34,7 +45,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wsclient import CONNECT, Receiver  # noqa: E402
+from wsclient import CONNECT, Receiver, connect_sockjs_xhr_streaming  # noqa: E402
 
 from telegraphy.tokens import mint_publish_token  # noqa: E402
 
@@ -85,14 +96,20 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def receiver(port: int, count: int, sample_every: int, args_nice: int, transport: str, conn: mp.connection.Connection) -> None:
+def receiver(ports: list[int], count: int, sample_every: int, args_nice: int, transport: str, conn: mp.connection.Connection) -> None:
     """Load-generator process: open ``count`` subscribers, then count events until told the total."""
     raise_nofile()
     pin("load")
     # The load generator yields the CPU to the gateway it measures.
     os.nice(args_nice)
     connect = CONNECT[transport]
-    subs = [connect("127.0.0.1", port, TOPIC, sample_every > 0 and i % sample_every == 0) for i in range(count)]
+    subs = []
+    for i in range(count):
+        sample = sample_every > 0 and i % sample_every == 0
+        if len(ports) > 1 and transport == "sockjs-xhr-streaming":
+            subs.append(connect_sockjs_xhr_streaming("127.0.0.1", ports[(i + 1) % len(ports)], TOPIC, sample, session_port=ports[i % len(ports)]))
+        else:
+            subs.append(connect("127.0.0.1", ports[i % len(ports)], TOPIC, sample))
     recv = Receiver(subs)
     conn.send(("ready", len(subs)))
     expected, deadline = conn.recv()
@@ -141,19 +158,24 @@ def run(args: argparse.Namespace) -> None:
     if args.transport == "sockjs-xhr-streaming":
         # One long streaming response for the whole run (the default 128K makes clients reopen).
         extra += ["--sockjs-response-limit", "1G"]
-    gateway, port = start_gateway(secret, extra)
+    workdir = Path(tempfile.mkdtemp(prefix="telegraphy-bench-"))
+    if args.nodes > 1:
+        extra += [f"--store=sqlite:///{workdir / 'shared.sqlite3'}", f"--bus={args.bus}?channel=telegraphy-bench-{secrets.token_hex(4)}"]
+    gateways = [start_gateway(secret, extra) for _ in range(args.nodes)]
+    gateway, port = gateways[0]
+    ports = [p for _, p in gateways]
     pin("load")
     stop_at = time.monotonic() + args.timeout
+    procs: list[mp.Process] = []
     try:
-        base_rss = rss_kib(gateway.pid)
+        base_rss = sum(rss_kib(g.pid) for g, _ in gateways)
         subscribers = args.idle or args.subscribers
         per_proc = [subscribers // args.procs + (1 if i < subscribers % args.procs else 0) for i in range(args.procs)]
         sample_every = 1 if args.rate else args.sample_every
         pipes = []
-        procs = []
         for count in per_proc:
             parent, child = mp.Pipe()
-            p = mp.Process(target=receiver, args=(port, count, sample_every, args.nice, args.transport, child), daemon=True)
+            p = mp.Process(target=receiver, args=(ports, count, sample_every, args.nice, args.transport, child), daemon=True)
             p.start()
             pipes.append(parent)
             procs.append(p)
@@ -163,9 +185,10 @@ def run(args: argparse.Namespace) -> None:
                 raise SystemExit("subscribers did not connect in time")
             opened += pipe.recv()[1]
         time.sleep(0.5)  # let the gateway's allocator settle before reading RSS
-        loaded_rss = rss_kib(gateway.pid)
+        loaded_rss = sum(rss_kib(g.pid) for g, _ in gateways)
         per_conn = (loaded_rss - base_rss) * 1024 / opened
-        print(f"subscribers: {opened} over {args.transport} in {args.procs} processes; gateway RSS {base_rss / 1024:.1f} MiB -> {loaded_rss / 1024:.1f} MiB, "
+        nodes = f" on {args.nodes} nodes" if args.nodes > 1 else ""
+        print(f"subscribers: {opened} over {args.transport}{nodes} in {args.procs} processes; gateway RSS {base_rss / 1024:.1f} MiB -> {loaded_rss / 1024:.1f} MiB, "
               f"{per_conn / 1024:.2f} KiB per connection")
         if args.idle:
             for pipe in pipes:
@@ -207,13 +230,16 @@ def run(args: argparse.Namespace) -> None:
         print(f"latency publish->load generator read: p50 {percentile(user_latencies, 50) * 1000:.2f} ms, "
               f"p99 {percentile(user_latencies, 99) * 1000:.2f} ms")
     finally:
-        gateway.terminate()
-        try:
-            gateway.wait(10)
-        except subprocess.TimeoutExpired:
-            gateway.kill()
-        for p in procs if "procs" in dir() else []:
+        for node, _ in gateways:
+            node.terminate()
+        for node, _ in gateways:
+            try:
+                node.wait(10)
+            except subprocess.TimeoutExpired:
+                node.kill()
+        for p in procs:
             p.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main() -> None:
@@ -229,6 +255,8 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=0, help="only open this many idle subscribers and report memory")
     parser.add_argument("--nice", type=int, default=0, help="niceness of the load-generator processes (0 = same as the gateway)")
     parser.add_argument("--transport", choices=sorted(CONNECT), default="websocket", help="how subscribers connect")
+    parser.add_argument("--nodes", type=int, default=1, help="gateway nodes sharing a store and a Redis bus")
+    parser.add_argument("--bus", default="redis://127.0.0.1:6379/0", help="the Redis bus of --nodes > 1")
     parser.add_argument("--timeout", type=float, default=120)
     parser.add_argument("--gateway-arg", action="append", default=[], help="extra gateway argument (repeatable)")
     run(parser.parse_args())

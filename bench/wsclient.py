@@ -190,9 +190,26 @@ def _dechunk(sub: Subscriber, data: bytes) -> bytes:
     return bytes(out)
 
 
-def connect_sockjs_xhr_streaming(host: str, port: int, topic: str, sample: bool) -> Subscriber:
-    """Join and subscribe over SockJS's xhr-streaming transport (frames in a chunked POST response)."""
+def _open_session(host: str, port: int, path: str) -> None:
+    """Create the SockJS session at ``path`` with one xhr poll to ``port`` (which then holds it)."""
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(f"POST {path}/xhr HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    if not (answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"\r\n\r\no\n")):
+        raise ConnectionError(f"session not opened: {answer[:200]!r}")
+
+
+def connect_sockjs_xhr_streaming(host: str, port: int, topic: str, sample: bool, session_port: int | None = None) -> Subscriber:
+    """Join and subscribe over SockJS's xhr-streaming transport (frames in a chunked POST response).
+
+    With ``session_port``, the session is created on that gateway node first:
+    the stream and the sends on ``port`` are then forwarded to it over the bus.
+    """
     path = f"/sockjs/0/{os.urandom(8).hex()}"
+    if session_port is not None:
+        _open_session(host, session_port, path)
     sock = socket.create_connection((host, port), timeout=30)
     sock.sendall(f"POST {path}/xhr_streaming HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 0\r\n\r\n".encode())
     head = bytearray()
@@ -221,8 +238,8 @@ def connect_sockjs_xhr_streaming(host: str, port: int, topic: str, sample: bool)
             if line.startswith(b"a"):
                 return json.loads(json.loads(line[1:])[0])
 
-    while next_line() != b"o":
-        pass  # the h prelude
+    while next_line() != (b"o" if session_port is None else b"h" * 2048):
+        pass  # the h prelude, then the open frame (sent to the session's first poll if it was elsewhere)
     _xhr_send(host, port, path, [1, "telegraphy", {"roles": {"subscriber": {}}}])
     if next_message()[0] != 2:
         raise ConnectionError("session refused")

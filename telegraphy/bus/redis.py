@@ -82,7 +82,9 @@ class RedisBus:
         return f"{self.channel}:lease:{key}"
 
     async def open(self, on_message: Callable[[bytes], None]) -> None:
-        self._client = redis_asyncio.Redis.from_url(self.url)
+        # RESP2: redis-py's RESP3 parser turns every pub/sub message into a
+        # string for a debug log line, enabled or not (a copy of each message).
+        self._client = redis_asyncio.Redis.from_url(self.url, protocol=2)
         try:
             await self._client.ping()
         except (RedisError, OSError) as exc:

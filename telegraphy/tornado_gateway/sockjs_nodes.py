@@ -41,13 +41,17 @@ responses it forwarded there the same way (the sessions died with their
 node; clients open new ones) and answers sends ``503``; an owner detaches
 that origin's receivers as if their connections had dropped.
 
-Messages between nodes: a JSON header (``t`` the type, ``f`` the sender,
-``r`` the request number, …), a newline, then the payload bytes (a frame,
-or the JSON array of a send's messages). Each node's messages to another
-node queue in one outbox, sent in order in batches; an outbox over
-:data:`OUTBOX_LIMIT` bytes (the other node or the bus cannot keep up)
-drops its contents and ends every forwarded receiver between the two
-nodes, so that nothing is lost silently.
+Messages between nodes: each node's records for another node queue in one
+outbox and leave in order, many per bus message (an *envelope*: the
+sender's name and a newline, then records each prefixed by its length as 4
+bytes, big-endian, up to :data:`ENVELOPE_SIZE` bytes), so that an event
+fanned out to a thousand forwarded streams costs one bus message, not a
+thousand. A record is a JSON header (``t`` the type, ``r`` the request
+number, …), a newline and the payload (the JSON array of a send's
+messages); frames, the bulk of the traffic, are ``F<request>``, a newline
+and the frame. An outbox over :data:`OUTBOX_LIMIT` bytes (the other node
+or the bus cannot keep up) drops its contents and ends every forwarded
+receiver between the two nodes, so that nothing is lost silently.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ import asyncio
 import itertools
 import json
 import logging
+import struct
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -86,6 +91,10 @@ KEEPALIVE = 1.0
 PEER_TIMEOUT = 4.0
 #: Bytes queued for one other node before its forwarded receivers are ended.
 OUTBOX_LIMIT = 16 * 1024 * 1024
+#: Largest bus message of records, bytes (a bigger record travels alone).
+ENVELOPE_SIZE = 256 * 1024
+
+_LENGTH = struct.Struct(">I")
 
 _INTERRUPTED = close_frame(*CLOSE_INTERRUPTED)
 
@@ -124,7 +133,7 @@ class RemoteReceiver:
         self.since = now
 
     def write_frame(self, frame: bytes) -> int:
-        self.nodes.post(self.origin, {"t": "frame", "r": self.request}, frame)
+        self.nodes.post_frame(self.origin, self.request, frame)
         return len(frame)
 
     def finish(self) -> None:
@@ -244,17 +253,36 @@ class SockJSNodes:
     # Messages from other nodes ---------------------------------------------------
 
     def on_message(self, data: bytes) -> None:
-        """Handle one message another node sent to this one."""
-        head, _, payload = data.partition(b"\n")
-        try:
-            header = json.loads(head)
-            kind, sender = header["t"], header["f"]
-            handle = self._handlers[kind]
-        except (ValueError, KeyError, TypeError):
-            logger.warning("ignoring a malformed sockjs message from another node")
-            return
+        """Handle an envelope of records another node sent to this one."""
+        sender_bytes, _, body = data.partition(b"\n")
+        sender = sender_bytes.decode("ascii", "replace")
         now = time.monotonic()
         self._heard[sender] = now
+        view = memoryview(body)
+        at, end = 0, len(body)
+        while at + 4 <= end:
+            (size,) = _LENGTH.unpack_from(view, at)
+            record = body[at + 4 : at + 4 + size]
+            at += 4 + size
+            if record[:1] == b"F":
+                head, _, frame = record.partition(b"\n")
+                forwarded = self._forwarded.get(int(head[1:])) if head[1:].isdigit() else None
+                if forwarded is not None:
+                    forwarded.receiver.write_frame(frame)
+                continue
+            self._record(sender, record, now)
+        if at != end:
+            logger.warning("ignoring the truncated end of an envelope from node %s", sender)
+
+    def _record(self, sender: str, record: bytes, now: float) -> None:
+        head, _, payload = record.partition(b"\n")
+        try:
+            header = json.loads(head)
+            kind = header["t"]
+            handle = self._handlers[kind]
+        except (ValueError, KeyError, TypeError):
+            logger.warning("ignoring a malformed sockjs message from node %s", sender)
+            return
         try:
             handle(self, sender, header, payload, now)
         except (KeyError, TypeError, ValueError):
@@ -307,11 +335,6 @@ class SockJSNodes:
     def _on_ack(self, sender: str, header: dict[str, Any], payload: bytes, now: float) -> None:
         return None  # the sender was heard: that is all an ack says
 
-    def _on_frame(self, sender: str, header: dict[str, Any], payload: bytes, now: float) -> None:
-        forwarded = self._forwarded.get(header["r"])
-        if forwarded is not None:
-            forwarded.receiver.write_frame(payload)
-
     def _on_finish(self, sender: str, header: dict[str, Any], payload: bytes, now: float) -> None:
         forwarded = self._forwarded.pop(header["r"], None)
         if forwarded is not None:
@@ -334,7 +357,6 @@ class SockJSNodes:
         "send": _on_send,
         "keep": _on_keep,
         "ack": _on_ack,
-        "frame": _on_frame,
         "finish": _on_finish,
         "sent": _on_sent,
         "kept": _on_kept,
@@ -350,14 +372,19 @@ class SockJSNodes:
     # Sending to other nodes ------------------------------------------------------
 
     def post(self, node: str, header: dict[str, Any], payload: bytes = b"") -> None:
-        """Queue a message for ``node``; the outbox is sent in order, in batches."""
-        header["f"] = self.node
-        data = json.dumps(header, separators=(",", ":")).encode("utf-8") + b"\n" + payload
+        """Queue a record for ``node``; the outbox is sent in order, in envelopes."""
+        self._queue(node, json.dumps(header, separators=(",", ":")).encode("utf-8") + b"\n" + payload)
+
+    def post_frame(self, node: str, request: int, frame: bytes) -> None:
+        """Queue a frame for the forwarded request ``request`` of ``node``."""
+        self._queue(node, b"F%d\n" % request + frame)
+
+    def _queue(self, node: str, record: bytes) -> None:
         box = self._outboxes.get(node)
         if box is None:
             box = self._outboxes[node] = _Outbox()
-        box.messages.append(data)
-        box.size += len(data)
+        box.messages.append(record)
+        box.size += len(record)
         if box.size > OUTBOX_LIMIT:
             self._overflow(node, box)
             return
@@ -365,15 +392,26 @@ class SockJSNodes:
             box.draining = True
             self._spawn(self._drain(node, box))
 
+    def _envelopes(self, records: list[bytes]) -> list[bytes]:
+        envelopes, parts, size = [], [self.node.encode("ascii"), b"\n"], 0
+        for record in records:
+            if size and size + len(record) > ENVELOPE_SIZE:
+                envelopes.append(b"".join(parts))
+                parts, size = [self.node.encode("ascii"), b"\n"], 0
+            parts += (_LENGTH.pack(len(record)), record)
+            size += len(record) + 4
+        envelopes.append(b"".join(parts))
+        return envelopes
+
     async def _drain(self, node: str, box: _Outbox) -> None:
         try:
             while box.messages:
                 batch, box.messages, box.size = box.messages, [], 0
                 try:
-                    await self.bus.send(node, batch)
+                    await self.bus.send(node, self._envelopes(batch))
                 except Exception as exc:
                     # Lost like any bus message; the keepalives notice and end what depended on it.
-                    logger.warning("could not send %d sockjs messages to node %s: %s", len(batch), node, exc)
+                    logger.warning("could not send %d sockjs records to node %s: %s", len(batch), node, exc)
         finally:
             box.draining = False
 
