@@ -168,6 +168,18 @@ def open_page(page: Any, site: StaticSite, proxy: TcpProxy) -> None:
     wait_subscribed(page, TOPIC, CONNECT_TIMEOUT_MS)
 
 
+def two_nodes(gateway_process: Callable[..., GatewayProcess], site: StaticSite, tmp_path: Path) -> tuple[GatewayProcess, GatewayProcess]:
+    """Start two gateway nodes sharing a SQLite store and a Redis bus channel of their own, open to the page's origin."""
+    env = {
+        "TELEGRAPHY_STORE": f"sqlite:///{tmp_path / 'shared.sqlite3'}",
+        "TELEGRAPHY_BUS": f"redis://127.0.0.1:6379/0?channel=telegraphy-e2e-{secrets.token_hex(6)}",
+    }
+    secret = secrets.token_urlsafe(32)
+    a = gateway_process("--allowed-origins", site.url, env=env, secret=secret)
+    b = gateway_process("--allowed-origins", site.url, env=env, secret=secret)
+    return a, b
+
+
 def forwarded_total(nodes: list[GatewayProcess]) -> int:
     """How many SockJS requests the nodes forwarded to the node holding their session."""
     total = 0
@@ -186,13 +198,7 @@ def wait_received(page: Any, n: int) -> None:
 @pytest.mark.skipif(not redis_reachable(), reason="no Redis server on 127.0.0.1:6379 for the bus")
 def test_page_resumes_on_another_node_after_its_node_is_killed(page, site, proxies, gateway_process, tmp_path: Path):
     """kill -9 the page's node mid-stream and point the proxy at the other: the page resumes there with every event once, in order."""
-    env = {
-        "TELEGRAPHY_STORE": f"sqlite:///{tmp_path / 'shared.sqlite3'}",
-        "TELEGRAPHY_BUS": f"redis://127.0.0.1:6379/0?channel=telegraphy-e2e-{secrets.token_hex(6)}",
-    }
-    secret = secrets.token_urlsafe(32)
-    a = gateway_process("--allowed-origins", site.url, env=env, secret=secret)
-    b = gateway_process("--allowed-origins", site.url, env=env, secret=secret)
+    a, b = two_nodes(gateway_process, site, tmp_path)
     proxy = proxies(a.port)
     open_page(page, site, proxy)
 
@@ -295,13 +301,7 @@ def test_page_without_websocket_polls_through_a_balancer_without_sticky_sessions
     page, site, proxies, gateway_process, tmp_path: Path, transport: str
 ):
     """No WebSocket, two nodes behind a round-robin balancer: each connection of sockjs-client may reach either node, nothing is lost."""
-    env = {
-        "TELEGRAPHY_STORE": f"sqlite:///{tmp_path / 'shared.sqlite3'}",
-        "TELEGRAPHY_BUS": f"redis://127.0.0.1:6379/0?channel=telegraphy-e2e-{secrets.token_hex(6)}",
-    }
-    secret = secrets.token_urlsafe(32)
-    a = gateway_process("--allowed-origins", site.url, env=env, secret=secret)
-    b = gateway_process("--allowed-origins", site.url, env=env, secret=secret)
+    a, b = two_nodes(gateway_process, site, tmp_path)
     proxy = proxies(a.port)
     proxy.set_targets([a.port, b.port])
     page.add_init_script("delete window.WebSocket;")
