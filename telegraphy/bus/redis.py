@@ -70,6 +70,7 @@ class RedisBus:
         #: Receives what other nodes :meth:`send` to this one.
         self.on_direct: Callable[[bytes], None] | None = None
         self._direct_channel = self._node_channel(self.node)
+        self._direct_channel_bytes = self._direct_channel.encode()
         self._client: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._claim: Any = None
@@ -112,7 +113,7 @@ class RedisBus:
             if message is None or message.get("type") != "message":
                 continue
             handler = on_message
-            if message.get("channel") == self._direct_channel.encode():
+            if message.get("channel") == self._direct_channel_bytes:
                 if self.on_direct is None:
                     continue
                 handler = self.on_direct

@@ -579,23 +579,25 @@ class SendHandler(SockJSHandler):
             return
         self._chunks.append(chunk)
 
+    def _messages(self, decode: Callable[[bytes], list[str]]) -> list[str]:
+        """Decode the body read so far (raising the protocol's errors), and let it go."""
+        messages = decode(b"".join(self._chunks))
+        self._chunks = []
+        return messages
+
     async def deliver(self, session_id: str, decode: Callable[[bytes], list[str]]) -> None:
         """Hand the body's messages to the session, here or on the node holding it."""
         service = self.service
         session = service.registry.get(session_id)
         if session is not None:
-            messages = decode(b"".join(self._chunks))
-            self._chunks = []
-            session.receive(messages, time.monotonic())
+            session.receive(self._messages(decode), time.monotonic())
             return
         nodes = service.nodes
         owner = None if nodes is None else await self.locate(session_id, create=False)
         if owner is None or nodes is None or owner == nodes.node:
             raise SessionNotFound(session_id)
-        messages = decode(b"".join(self._chunks))
-        self._chunks = []
         try:
-            found = await nodes.send(owner, service, session_id, messages)
+            found = await nodes.send(owner, service, session_id, self._messages(decode))
         except NodeUnreachable:
             raise tornado.web.HTTPError(503) from None
         if not found:

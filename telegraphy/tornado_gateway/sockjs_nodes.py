@@ -57,6 +57,7 @@ receiver between the two nodes, so that nothing is lost silently.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import json
 import logging
@@ -166,6 +167,7 @@ class SockJSNodes:
         self._next_renewal = 0.0
         self._renewing = False
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._envelope_head = self.node.encode("ascii") + b"\n"
         self._timer = tornado.ioloop.PeriodicCallback(self.tick, KEEPALIVE * 1000)
         bus.on_direct = self.on_message
         for service in self.services.values():
@@ -306,9 +308,7 @@ class SockJSNodes:
         session.attach(receiver, now)
 
     def _on_detach(self, sender: str, header: dict[str, Any], payload: bytes, now: float) -> None:
-        receiver = self.remote.pop((sender, header["r"]), None)
-        if receiver is not None:
-            receiver.session.detach(receiver, now)
+        self._drop_remote((sender, header["r"]), now)
 
     def _on_send(self, sender: str, header: dict[str, Any], payload: bytes, now: float) -> None:
         service = self.services.get(header["v"])
@@ -362,6 +362,12 @@ class SockJSNodes:
         "kept": _on_kept,
     }
 
+    def _drop_remote(self, key: tuple[str, int], now: float) -> None:
+        """Forget a remote receiver whose client, or node, went away: its session hears it as a dropped connection."""
+        receiver = self.remote.pop(key, None)
+        if receiver is not None:
+            receiver.session.detach(receiver, now)
+
     def _interrupt(self, request: int) -> None:
         """End a forwarded response whose session is out of reach, as the protocol ends an interrupted one."""
         forwarded = self._forwarded.pop(request, None)
@@ -393,11 +399,11 @@ class SockJSNodes:
             self._spawn(self._drain(node, box))
 
     def _envelopes(self, records: list[bytes]) -> list[bytes]:
-        envelopes, parts, size = [], [self.node.encode("ascii"), b"\n"], 0
+        envelopes, parts, size = [], [self._envelope_head], 0
         for record in records:
             if size and size + len(record) > ENVELOPE_SIZE:
                 envelopes.append(b"".join(parts))
-                parts, size = [self.node.encode("ascii"), b"\n"], 0
+                parts, size = [self._envelope_head], 0
             parts += (_LENGTH.pack(len(record)), record)
             size += len(record) + 4
         envelopes.append(b"".join(parts))
@@ -419,10 +425,8 @@ class SockJSNodes:
         logger.warning("node %s is not keeping up with forwarded sockjs traffic: ending its forwarded receivers", node)
         box.messages, box.size = [], 0
         now = time.monotonic()
-        for (origin, _), receiver in list(self.remote.items()):
-            if origin == node:
-                self.remote.pop((origin, receiver.request), None)
-                receiver.session.detach(receiver, now)
+        for key in [key for key in self.remote if key[0] == node]:
+            self._drop_remote(key, now)
         for request, forwarded in list(self._forwarded.items()):
             if forwarded.owner == node:
                 self._interrupt(request)
@@ -444,19 +448,24 @@ class SockJSNodes:
         now = time.monotonic()
         silent_since = now - PEER_TIMEOUT
         by_owner: dict[str, list[int]] = {}
+        silent: collections.Counter[str] = collections.Counter()
         for request, forwarded in list(self._forwarded.items()):
             if max(forwarded.since, self._heard.get(forwarded.owner, 0.0)) < silent_since:
-                logger.warning("node %s holding sockjs session(s) is silent: ending the responses forwarded to it", forwarded.owner)
+                silent[forwarded.owner] += 1
                 self._interrupt(request)
             else:
                 by_owner.setdefault(forwarded.owner, []).append(request)
+        for owner, count in silent.items():
+            logger.warning("node %s holding sockjs sessions is silent: ended %d responses forwarded to it", owner, count)
         for owner, requests in by_owner.items():
             self.post(owner, {"t": "keep", "r": requests})
-        for (origin, request), receiver in list(self.remote.items()):
-            if max(receiver.since, self._heard.get(origin, 0.0)) < silent_since:
-                logger.warning("node %s serving a receiver of sockjs session %r is silent: detaching it", origin, receiver.session.id)
-                self.remote.pop((origin, request), None)
-                receiver.session.detach(receiver, now)
+        silent.clear()
+        for key, receiver in list(self.remote.items()):
+            if max(receiver.since, self._heard.get(key[0], 0.0)) < silent_since:
+                silent[key[0]] += 1
+                self._drop_remote(key, now)
+        for origin, count in silent.items():
+            logger.warning("node %s serving sockjs receivers is silent: detached %d of them from their sessions", origin, count)
         for node in [node for node, heard in self._heard.items() if heard < now - 10 * PEER_TIMEOUT]:
             del self._heard[node]
         if now >= self._next_renewal and not self._renewing:
