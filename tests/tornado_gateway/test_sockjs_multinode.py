@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_helpers import GatewayCrashed, GatewayProcess
+from gateway_helpers import GatewayCrashed, GatewayProcess, wait_for_async
 from test_multinode import redis_reachable
 from test_sockjs_transport import REALM, Closed, SockJSWamp, fetch, http, publish, run, ticket_join
 
@@ -69,6 +69,10 @@ async def forwarded(node: GatewayProcess) -> int:
     match = re.search(r"^telegraphy_sockjs_forwarded_total (\d+)", body, re.MULTILINE)
     assert match, body
     return int(match.group(1))
+
+
+async def _forwarded_at_least(node: GatewayProcess, count: int) -> bool:
+    return await forwarded(node) >= count
 
 
 async def post(url: str, body: bytes | str = b"", timeout: float = 5.0) -> tuple[int, bytes]:
@@ -172,7 +176,7 @@ def test_a_poll_forwarded_to_a_killed_node_ends_with_1002(cluster: Callable[...,
         session = uuid.uuid4().hex
         assert await post(f"{a.url}/sockjs/000/{session}/xhr") == (200, b"o\n")
         poll = asyncio.ensure_future(post(f"{b.url}/sockjs/000/{session}/xhr", timeout=20))
-        await asyncio.sleep(0.5)
+        await wait_for_async(lambda: _forwarded_at_least(b, 1), message="B never forwarded the poll")
         assert not poll.done()
         a.kill()
         assert await poll == (200, b'c[1002,"Connection interrupted"]\n')
@@ -191,18 +195,31 @@ def test_a_killed_node_serving_a_stream_is_detached_by_the_sessions_node(cluster
     async def scenario() -> None:
         session = uuid.uuid4().hex
         assert await post(f"{a.url}/sockjs/000/{session}/xhr") == (200, b"o\n")
-        stream = asyncio.ensure_future(post(f"{b.url}/sockjs/000/{session}/xhr_streaming", timeout=20))
-        await asyncio.sleep(0.5)
+        received = bytearray()
+        client = http()
+        stream = asyncio.ensure_future(
+            client.fetch(
+                f"{b.url}/sockjs/000/{session}/xhr_streaming", method="POST", body=b"",
+                streaming_callback=received.extend, request_timeout=20, raise_error=False,
+            )
+        )
+        # The stream is attached on A once a message sent there comes out of it.
+        assert await post(f"{a.url}/sockjs/000/{session}/xhr_send", json.dumps([json.dumps([1, REALM, {"roles": {"subscriber": {}}}])])) == (204, b"")
+
+        async def welcomed() -> bool:
+            return b"\na[" in received
+
+        await wait_for_async(welcomed, message=f"the stream through B never carried the WELCOME: {bytes(received[-200:])!r}")
         b.kill()
         await asyncio.gather(stream, return_exceptions=True)
+        client.close()
+
         # While B's receiver is attached, A refuses others; once it is detached, A says the session is over.
-        body = b""
-        for _ in range(40):
+        async def not_refused() -> bytes | None:
             _, body = await post(f"{a.url}/sockjs/000/{session}/xhr")
-            if body != b'c[2010,"Another connection still open"]\n':
-                break
-            await asyncio.sleep(0.25)
-        assert body == b'c[1002,"Connection interrupted"]\n'
+            return None if body == b'c[2010,"Another connection still open"]\n' else body
+
+        assert await wait_for_async(not_refused, timeout=10, interval=0.25) == b'c[1002,"Connection interrupted"]\n'
 
     run(scenario())
     with pytest.raises(GatewayCrashed):
