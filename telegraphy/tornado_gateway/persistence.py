@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from telegraphy.wamp import ServerSession, SessionState
 from telegraphy.wamp.audience import InvalidAudience, Visibility
 from telegraphy.wamp.router import Publication, Router
-from telegraphy.wamp.session import Resumption
+from telegraphy.wamp.session import Missed, Resumption
 
 if TYPE_CHECKING:
     from telegraphy.bus import Bus
@@ -423,12 +423,19 @@ class Persistence:
             session.complete_resume(None)
             return
         subscriptions = [(s["topic"], s["match"], s.get("options") or {}) for s in record.get("subscriptions", [])]
-        restored = Resumption(job.token, subscriptions)
+        former = record.get("session")
+        restored = Resumption(job.token, subscriptions, session_id=former if type(former) is int else None)
+        read: set[str] = set()
         for topic, match, _ in subscriptions:
             if match != "exact":
                 restored.errors[topic] = "pattern subscriptions have no stream position"
                 restored.recovered[topic] = False
                 continue
+            if topic in read:
+                # Several subscriptions on one topic (filters): its missed events are
+                # read once; the broker gives each matching subscription its EVENT.
+                continue
+            read.add(topic)
             since = job.offsets.get(topic) or record.get("positions", {}).get(topic)
             if since is None:
                 restored.recovered[topic] = False
@@ -470,6 +477,14 @@ def _encode(publication: Publication) -> bytes:
     record = {"p": publication.id, "d": publication.details, "a": publication.args, "k": publication.kwargs}
     if publication.event:
         record["e"] = 1
+    # Who may get it travels with it (replay, other processes): the session-id lists,
+    # and the publisher's own id when it excluded itself (WAMP §8.4.1).
+    if publication.exclude is not None:
+        record["x"] = sorted(publication.exclude)
+    if publication.eligible is not None:
+        record["l"] = sorted(publication.eligible)
+    if publication.exclude_me and publication.publisher is not None and publication.publisher.id is not None:
+        record["s"] = publication.publisher.id
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
@@ -484,18 +499,43 @@ def _publication(router: Router, realm_name: str, topic: str, data: bytes) -> Pu
         visibility = Visibility.of_event(args[0]) if args else None
     except InvalidAudience:
         return None
+    exclude, eligible = _listed(record, None)
     return Publication(
-        realm, topic, record["p"], args, record.get("k"), record.get("d", {}), event=bool(record.get("e")), visibility=visibility
+        realm, topic, record["p"], args, record.get("k"), record.get("d", {}),
+        exclude=exclude, eligible=eligible, event=bool(record.get("e")), visibility=visibility,
     )
 
 
-def _decode(
-    topic: str, epoch: str, offset: int, data: bytes
-) -> tuple[str, int, dict[str, Any], list[Any] | None, dict[str, Any] | None]:
+def _listed(record: dict[str, Any], publisher: int | None) -> tuple[frozenset[int] | None, frozenset[int] | None]:
+    """The stored ``exclude`` and ``eligible`` session ids of an event, ``publisher`` added to ``exclude``.
+
+    Session ids are global (WAMP §7.1.3: random in [1, 2^53], drawn by each
+    process from the system's random source), so the lists mean the same
+    sessions on every process. A malformed list excludes everyone (fail closed).
+    """
+    lists: list[frozenset[int] | None] = []
+    for key in ("x", "l"):
+        value = record.get(key)
+        if value is None:
+            lists.append(None)
+        elif isinstance(value, list) and all(type(v) is int for v in value):
+            lists.append(frozenset(value))
+        else:
+            return None, frozenset()
+    exclude, eligible = lists
+    if publisher is not None:
+        exclude = (exclude or frozenset()) | {publisher}
+    return exclude, eligible
+
+
+def _decode(topic: str, epoch: str, offset: int, data: bytes) -> Missed:
+    """A stored event as a resume replays it; the publisher's own session stays excluded if it asked to be."""
     record = json.loads(data)
     details = {**record.get("d", {}), "epoch": epoch, "offset": offset}
     args = record.get("a")
     if record.get("e") and args and isinstance(args[0], dict) and isinstance(args[0].get("meta"), dict):
         args[0]["meta"]["epoch"] = epoch
         args[0]["meta"]["offset"] = offset
-    return topic, record["p"], details, args, record.get("k")
+    publisher = record.get("s")
+    exclude, eligible = _listed(record, publisher if type(publisher) is int else None)
+    return topic, record["p"], details, args, record.get("k"), exclude, eligible

@@ -13,6 +13,14 @@ A session's :class:`Grants` come from its connect token's claims (``sub``,
   decides which ``data`` fields it gets (``null``: all of them); a session
   matching none does not get the event.
 
+Projections fail closed: an event with a projection that names fields must
+carry ``data`` as an object (an array or a scalar has no fields to keep, and
+would otherwise reach every audience whole), or it is refused at publish
+(:class:`InvalidAudience` on ``data``); :meth:`Visibility.project` delivers
+nothing to a projected audience whatever reaches it. Subscription filters of a
+projected audience see the projected ``data`` only (the broker evaluates them
+once per subscription and variant), so a filter on a hidden field never matches.
+
 Neither ``audience`` nor ``projections`` is ever delivered to subscribers.
 The broker asks :meth:`Visibility.variant` once per distinct :class:`Grants`
 object and encodes each variant once per wire codec.
@@ -23,6 +31,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from telegraphy.event import json_type
 
 from .auth import Identity
 
@@ -158,6 +168,8 @@ class Visibility:
                 if fields is not None and (not isinstance(fields, list) or not all(isinstance(f, str) for f in fields)):
                     raise InvalidAudience(f"{where}.fields", "expected a list of field names or null")
                 projections.append((Audience.parse(item.get("audience"), f"{where}.audience"), None if fields is None else tuple(fields)))
+        if any(fields is not None for _, fields in projections) and not isinstance(event.get("data"), Mapping):
+            raise InvalidAudience("data", f"must be an object when meta.projections name fields, got {json_type(event.get('data'))}")
         if audience is PUBLIC and not projections:
             return PUBLIC_VISIBILITY
         return cls(audience, tuple(projections))
@@ -173,13 +185,19 @@ class Visibility:
                 return index
         return None
 
-    def project(self, event: Mapping[str, Any], variant: int) -> dict[str, Any]:
-        """Return the event as sessions of ``variant`` get it (a copy; control keys removed)."""
+    def project(self, event: Mapping[str, Any], variant: int) -> dict[str, Any] | None:
+        """Return the event as sessions of ``variant`` get it (a copy; control keys removed).
+
+        Returns ``None`` (deliver nothing) when the variant's projection names
+        fields and ``data`` is not an object: a projection fails closed.
+        """
         meta = {k: v for k, v in event.get("meta", {}).items() if k not in CONTROL_KEYS}
         data = event.get("data")
         if variant >= 0:
             fields = self.projections[variant][1]
-            if fields is not None and isinstance(data, Mapping):
+            if fields is not None:
+                if not isinstance(data, Mapping):
+                    return None
                 data = {k: v for k, v in data.items() if k in fields}
         return {**event, "meta": meta, "data": data}
 

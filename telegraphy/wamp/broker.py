@@ -239,8 +239,19 @@ class Broker:
         details: dict[str, Any] | None = None,
         visibility: Visibility | None = None,
         target: Any = None,
+        only: ServerSession | None = None,
+        only_id: int | None = None,
     ) -> int:
         """Deliver an event to every matching subscriber; return how many got it.
+
+        This is the one delivery policy: live events, events of other gateway
+        processes and resume replays all go through it, so a session gets the
+        same EVENTs whichever path brings them. ``only`` restricts delivery to
+        one session (a resume replay): it gets one EVENT per subscription it
+        holds that matches ``topic``, in the order live delivery uses, and
+        ``exclude``/``eligible`` judge it by ``only_id`` — the id it had when
+        the event was published (``None``: unknown, so an event with either
+        list does not reach it).
 
         The EVENT's payload is encoded once per serializer (and, with a
         ``visibility``, once per projection), then framed once per
@@ -249,7 +260,9 @@ class Broker:
         asks with ``exclude_me: false``. ``exclude``/``eligible`` are session
         ids (advanced profile, "Subscriber Black- and Whitelisting"). A
         filtered subscription gets the event only if its filter accepts
-        ``target`` (the event's ``data``).
+        ``target`` (the event's ``data``); with a ``visibility``, a filter
+        sees only what its session would receive: it runs on the projected
+        ``data``, once per subscription and projection variant.
 
         Raises:
             ApplicationError: ``wamp.error.invalid_argument`` when a subscriber's
@@ -257,46 +270,83 @@ class Broker:
         """
         base = details or {}
         skip = publisher if exclude_me else None
-        filtered = exclude is not None or eligible is not None
+        listed = exclude is not None or eligible is not None
         owner = private_owner(topic)
         # (subscription, recipients, frame key per recipient or None for "by codec", frames)
-        plan: list[tuple[Subscription, Iterable[ServerSession], list[Any] | None, dict[Any, bytes]]] = []
+        plan: list[tuple[Subscription, Iterable[ServerSession], list[Any] | None, dict[Any, bytes | None]]] = []
         variants: dict[int, int | None] = {}
         # Encoded EVENT tails by (serializer, variant, exact match?): once per publish.
         tails: dict[tuple[Any, int, bool], bytes] = {}
+        # What each variant receives (None: nothing) and what its filters see.
+        payloads: dict[int, list[Any] | None] = {}
+        targets: dict[int, Any] = {}
         pattern_details = {**base, "topic": topic}
+
+        def payload_of(variant: int) -> list[Any] | None:
+            found = payloads.get(variant, _UNKNOWN)
+            if found is _UNKNOWN:
+                found = args
+                if visibility is not None:
+                    assert args is not None
+                    projected = visibility.project(args[0], variant)
+                    found = None if projected is None else [projected, *args[1:]]
+                payloads[variant] = found
+            return found  # type: ignore[no-any-return]
+
+        def target_of(variant: int) -> Any:
+            found = targets.get(variant, _UNKNOWN)
+            if found is _UNKNOWN:
+                found = targets[variant] = filter_target(payload_of(variant), kwargs)
+            return found
 
         def tail(serializer: Any, variant: int, exact: bool) -> bytes:
             key = (serializer, variant, exact)
             found = tails.get(key)
             if found is None:
-                payload = args
-                if visibility is not None:
-                    assert args is not None
-                    payload = [visibility.project(args[0], variant), *args[1:]]
-                rest = Event(0, publication, base if exact else pattern_details, payload, kwargs).marshal()[2:]
+                rest = Event(0, publication, base if exact else pattern_details, payload_of(variant), kwargs).marshal()[2:]
                 found = tails[key] = serializer.event_tail(rest)
             return found
 
-        for sub in self.matching(topic):
+        if only is None:
+            subscriptions = self.matching(topic)
+            sessions_of: Callable[[Subscription], Iterable[ServerSession]] = _subscribers
+        else:
+            subscriptions = [sub for sub in self.matching(topic) if only in sub.subscribers]
+            if only is skip or (listed and (only_id is None or not _allowed(only_id, exclude, eligible))):
+                subscriptions = []
+            alone = [only]
+
+            def sessions_of(sub: Subscription) -> Iterable[ServerSession]:
+                return alone
+
+            skip, listed = None, False
+        # Without projections every recipient sees the same data: judge the filter once per subscription.
+        unprojected = visibility is None or not visibility.projections
+        for sub in subscriptions:
             predicate = sub.predicate
-            if predicate is not None and not predicate(target):
+            if predicate is not None and unprojected and not predicate(target if visibility is None else target_of(-1)):
                 continue
             exact = sub.match == "exact"
-            sessions: Iterable[ServerSession] = sub.subscribers
-            if skip is not None or filtered:
-                sessions = [s for s in sessions if s is not skip and (not filtered or _allowed(s.id, exclude, eligible))]
+            sessions = sessions_of(sub)
+            if skip is not None or listed:
+                sessions = [s for s in sessions if s is not skip and (not listed or _allowed(s.id, exclude, eligible))]
             if owner is not None:
                 # A private channel's events reach its owner only, whatever the pattern.
                 sessions = [s for s in sessions if may_receive(s.grants, owner)]
             if visibility is None:
-                frames: dict[Any, bytes] = {codec: codec.encode_event(sub.id, tail(codec.serializer, -1, exact)) for codec in sub.codecs}
+                frames: dict[Any, bytes | None] = {
+                    codec: codec.encode_event(sub.id, tail(codec.serializer, -1, exact)) for codec in sub.codecs
+                }
                 plan.append((sub, sessions, None, frames))
                 continue
             # Who gets which version: decided once per distinct grants object.
+            # Which (codec, variant) frames this subscription sends: made once,
+            # None when the variant gets nothing (its projection fails closed,
+            # or the filter rejects what that variant would receive).
             frame_keys: list[Any] = []
             kept: list[ServerSession] = []
             frames = {}
+            verdicts: dict[int, bool] = {}
             for session in sessions:
                 grants = session.grants
                 variant = variants.get(id(grants), _UNKNOWN)
@@ -306,8 +356,16 @@ class Broker:
                     continue
                 codec = session.codec
                 key = (codec, variant)
-                if key not in frames:
-                    frames[key] = codec.encode_event(sub.id, tail(codec.serializer, variant, exact))
+                frame = frames.get(key, _UNKNOWN)
+                if frame is _UNKNOWN:
+                    accepted = verdicts.get(variant)
+                    if accepted is None:
+                        accepted = verdicts[variant] = payload_of(variant) is not None and (
+                            predicate is None or bool(predicate(target_of(variant)))
+                        )
+                    frame = frames[key] = codec.encode_event(sub.id, tail(codec.serializer, variant, exact)) if accepted else None
+                if frame is None:
+                    continue
                 kept.append(session)
                 frame_keys.append(key)
             plan.append((sub, kept, frame_keys, frames))
@@ -315,13 +373,17 @@ class Broker:
         for _, recipients, keys, frames in plan:
             if keys is None:
                 for session in recipients:
-                    session.deliver(frames[session.codec])
+                    session.deliver(frames[session.codec])  # type: ignore[arg-type]
                     delivered += 1
             else:
                 for session, key in zip(recipients, keys):
-                    session.deliver(frames[key])
+                    session.deliver(frames[key])  # type: ignore[arg-type]
                 delivered += len(keys)
         return delivered
+
+
+def _subscribers(sub: Subscription) -> Iterable[ServerSession]:
+    return sub.subscribers
 
 
 _UNKNOWN: Any = object()

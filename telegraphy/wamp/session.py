@@ -48,7 +48,6 @@ from .messages import (
     Authenticate,
     Call,
     Error,
-    Event,
     Goodbye,
     Hello,
     Invocation,
@@ -72,7 +71,7 @@ if TYPE_CHECKING:
     from .router import Realm, Router
     from .serializer import WireCodec
 
-__all__ = ["CLOSE_NORMAL", "CLOSE_POLICY", "CLOSE_PROTOCOL_ERROR", "Resumption", "ServerSession", "SessionState"]
+__all__ = ["CLOSE_NORMAL", "CLOSE_POLICY", "CLOSE_PROTOCOL_ERROR", "Missed", "Resumption", "ServerSession", "SessionState"]
 
 logger = logging.getLogger("telegraphy.wamp")
 
@@ -329,20 +328,18 @@ class ServerSession:
         self._establish(
             {"resumed": True, "subscriptions": listed, "recovered": restored.recovered, "recovery_errors": restored.errors}
         )
-        # Missed events go through the same filters and audiences as live ones.
-        for topic, publication, details, args, kwargs in restored.missed:
+        # Missed events go through the broker's delivery policy, as live ones do:
+        # one EVENT per subscription of this session that matches, with the same
+        # audiences, projections, filters and exclude/eligible lists.
+        for topic, publication, details, args, kwargs, exclude, eligible in restored.missed:
             try:
                 visibility = Visibility.of_event(args[0]) if args else None
             except InvalidAudience:
                 continue
-            variant = -1 if visibility is None else visibility.variant(self.grants)
-            if variant is None:
-                continue
-            payload = args if visibility is None or not args else [visibility.project(args[0], variant), *args[1:]]
-            target = filter_target(args, kwargs)
-            for sub in restored_subs:
-                if sub.match == "exact" and sub.topic == topic and (sub.predicate is None or sub.predicate(target)):
-                    self.send(Event(sub.id, publication, details, payload, kwargs))
+            broker.publish(
+                topic, publication, args, kwargs, exclude=exclude, eligible=eligible, details=details,
+                visibility=visibility, target=filter_target(args, kwargs), only=self, only_id=restored.session_id,
+            )
 
     def _establish(self, extra: dict[str, Any]) -> None:
         identity = self.identity
@@ -602,6 +599,10 @@ _HANDLERS: dict[type[Message], Callable[[ServerSession, Any], None]] = {
 }
 
 
+#: One missed event: topic, publication id, EVENT details, args, kwargs, exclude, eligible.
+Missed = tuple[str, int, dict[str, Any], list[Any] | None, dict[str, Any] | None, frozenset[int] | None, frozenset[int] | None]
+
+
 @dataclass(frozen=True, slots=True)
 class Resumption:
     """What the router found for a resume token (see :meth:`ServerSession.complete_resume`).
@@ -612,14 +613,21 @@ class Resumption:
             the subscription's ``filter``/``exclude``.
         recovered: per topic, whether every missed event is in ``missed``.
         errors: per topic that was not recovered, why ("history trimmed", …).
-        missed: (topic, publication id, EVENT details, args, kwargs) in order.
+        missed: (topic, publication id, EVENT details, args, kwargs, exclude,
+            eligible) in order; exclude/eligible are the event's session-id
+            lists (``None`` when it had none).
+        session_id: the id the session had before (its stored record's);
+            ``exclude``/``eligible`` of missed events are judged by it, since
+            that is the id their publishers could name.
     """
 
     token: str
     subscriptions: list[tuple[str, str, dict[str, Any]]]
     recovered: dict[str, bool] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
-    missed: list[tuple[str, int, dict[str, Any], list[Any] | None, dict[str, Any] | None]] = field(default_factory=list)
+    missed: list[Missed] = field(default_factory=list)
+    session_id: int | None = None
+
 
 
 def _valid_offsets(offsets: Any) -> bool:

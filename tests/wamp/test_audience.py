@@ -243,3 +243,97 @@ def test_pattern_subscribers_are_judged_per_session(peers: Peers) -> None:
     peers.router.publish_event(_event(None, n=2))
     assert [e["data"]["n"] for e in _received(peers, staff)] == [1, 2]
     assert [e["data"]["n"] for e in _received(peers, user)] == [2]
+
+
+# Filters see only what their session receives (issue 11, finding 1) ---------------
+
+
+def _subscribe_filtered(peers: Peers, session: ServerSession, filter: dict[str, Any], request: int = 1) -> int:
+    peers.send(session, [32, request, {"filter": filter}, "hr.Employee"])
+    subscribed = peers.read_one(session)
+    assert subscribed.TYPE == 33, subscribed
+    return subscribed.subscription  # type: ignore[attr-defined,no-any-return]
+
+
+def _employee(name: str, salary: int, ssn: str) -> dict[str, Any]:
+    projections = [{"audience": {"groups": ["hr"]}, "fields": None}, {"audience": "public", "fields": ["name"]}]
+    return {"name": "hr.Employee", "meta": {"projections": projections}, "data": {"name": name, "salary": salary, "ssn": ssn}}
+
+
+def test_a_filter_on_a_hidden_field_never_matches(peers: Peers) -> None:
+    """A session whose projection shows only name learns nothing from salary/ssn filters; HR, who sees them, is filtered on them."""
+    hr, user, anonymous = _join(peers, "1", groups=["hr"]), _join(peers, "3"), _join(peers)
+    for session in (hr, user, anonymous):
+        _subscribe_filtered(peers, session, {"salary__gt": 149999}, 1)
+        _subscribe_filtered(peers, session, {"ssn__startswith": "123"}, 2)
+    peers.router.publish_event(_employee("Bob", 150000, "123-45"))
+    peers.router.publish_event(_employee("Ann", 90000, "999-00"))
+    assert [e["data"] for e in _received(peers, hr)] == [{"name": "Bob", "salary": 150000, "ssn": "123-45"}] * 2
+    assert _received(peers, user) == [] and _received(peers, anonymous) == []
+
+
+def test_a_filter_on_a_visible_field_still_works_for_a_projected_audience(peers: Peers) -> None:
+    """A projected session's filter on a field it receives selects events as usual, and it gets the projected data."""
+    user = _join(peers, "3")
+    _subscribe_filtered(peers, user, {"name": "Bob"})
+    peers.router.publish_event(_employee("Bob", 150000, "123-45"))
+    peers.router.publish_event(_employee("Ann", 90000, "999-00"))
+    assert [e["data"] for e in _received(peers, user)] == [{"name": "Bob"}]
+
+
+def test_a_filter_runs_once_per_subscription_and_variant(peers: Peers) -> None:
+    """Six subscribers of one filtered subscription over two projection variants: the filter runs twice per event, not six times."""
+    sessions = [_join(peers, str(n), groups=["hr"]) for n in (1, 2, 3)] + [_join(peers, str(n)) for n in (4, 5)] + [_join(peers)]
+    ids = {_subscribe_filtered(peers, s, {"name__startswith": "B"}) for s in sessions}
+    [subscription] = [peers.router.realms["telegraphy"].broker.get(i) for i in ids]
+    assert subscription is not None and subscription.predicate is not None
+    inner, calls = subscription.predicate, []
+    subscription.predicate = lambda data: calls.append(data) or inner(data)  # type: ignore[func-returns-value]
+    peers.router.publish_event(_employee("Bob", 150000, "123-45"))
+    assert sorted(map(sorted, calls)) == [["name"], ["name", "salary", "ssn"]]
+    assert [len(_received(peers, s)) for s in sessions] == [1] * 6
+
+
+# Projections fail closed on data that is not an object (issue 11, finding 4) -------
+
+
+@pytest.mark.parametrize("data", [[{"name": "Bob", "salary": 150000}], "Bob", 7, None])
+def test_projections_with_fields_need_object_data(data: Any) -> None:
+    """An event whose projections name fields but whose data is not an object is invalid, naming data."""
+    event = {"name": "hr.Employee", "meta": {"projections": [{"audience": "public", "fields": ["name"]}]}, "data": data}
+    with pytest.raises(InvalidAudience) as raised:
+        Visibility.of_event(event)
+    assert raised.value.field == "data"
+    assert "must be an object" in raised.value.detail
+
+
+def test_projections_without_field_lists_allow_any_data() -> None:
+    """Projections that keep every field (fields null) and plain audiences accept array data."""
+    for meta in ({"projections": [{"audience": "authenticated", "fields": None}]}, {"audience": "authenticated"}):
+        assert Visibility.of_event({"name": "a.b", "meta": meta, "data": [1, 2]}) is not None
+
+
+def test_client_publish_of_array_data_with_projections_is_refused(peers: Peers) -> None:
+    """A client PUBLISH of an event with array data and a field projection gets ERROR invalid_argument naming data; nobody gets it."""
+    publisher, subscriber = _join(peers, "1"), _join(peers)
+    peers.subscribe(subscriber, "hr.Employee")
+    event = {**_employee("Bob", 1, "1"), "data": [{"name": "Bob", "salary": 150000}]}
+    peers.send(publisher, Publish(5, {"acknowledge": True}, "hr.Employee", [event]))
+    error = peers.read_one(publisher)
+    assert isinstance(error, Error) and error.error == uris.INVALID_ARGUMENT
+    assert "data" in error.args[0]  # type: ignore[index]
+    assert peers.read(subscriber) == []
+
+
+def test_project_delivers_nothing_to_a_projected_audience_when_data_is_not_an_object(peers: Peers) -> None:
+    """Whatever reaches the projector, a projected audience gets no EVENT for array data; an audience that sees every field gets it whole."""
+    visibility = Visibility(PUBLIC, ((Audience.parse({"groups": ["hr"]}), None), (PUBLIC, ("name",))))
+    event = {"name": "hr.Employee", "meta": {}, "data": [{"name": "Bob", "salary": 150000}]}
+    assert visibility.project(event, 1) is None
+    hr, anonymous = _join(peers, "1", groups=["hr"]), _join(peers)
+    for session in (hr, anonymous):
+        peers.subscribe(session, "hr.Employee")
+    broker = peers.router.realms["telegraphy"].broker
+    assert broker.publish("hr.Employee", 1, [event], None, visibility=visibility) == 1
+    assert [e["data"] for e in _received(peers, hr)] == [[{"name": "Bob", "salary": 150000}]]
+    assert peers.read(anonymous) == []

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from telegraphy.wamp import SessionState
-from telegraphy.wamp.messages import Abort, Event, Welcome
+from telegraphy.wamp.messages import Abort, Event, Publish, Welcome
 from telegraphy.wamp.router import Publication
-from telegraphy.wamp.session import Resumption
+from telegraphy.wamp.session import Missed, Resumption
 
 from wamp_peers import Peers
 
@@ -107,11 +107,11 @@ def test_resume_waits_for_the_router_then_restores_and_replays(peers: Peers, hoo
     assert session.state is SessionState.RESUMING
     [(resuming, token, offsets)] = hooks.resumes
     assert resuming is session and token == "tok" and offsets == {"shop.Order": ("e1", 3)}
-    missed = [("shop.Order", 11, {"epoch": "e1", "offset": 4}, [{"n": 4}], None)]
+    missed: list[Missed] = [("shop.Order", 11, {"epoch": "e1", "offset": 4}, [{"n": 4}], None, None, None)]
     session.complete_resume(
         Resumption("tok", [("shop.Order", "exact", {}), ("shop", "prefix", {})], {"shop.Order": True}, {}, missed)
     )
-    welcome, event = peers.read(session)
+    welcome, event, by_prefix = peers.read(session)
     assert isinstance(welcome, Welcome)
     assert welcome.details["resumed"] is True
     assert welcome.details["resume_token"] == "tok"
@@ -121,6 +121,9 @@ def test_resume_waits_for_the_router_then_restores_and_replays(peers: Peers, hoo
     assert isinstance(event, Event)
     assert event.subscription == listed[("shop.Order", "exact")]
     assert event.args == [{"n": 4}] and event.details["offset"] == 4
+    # As live delivery would: the prefix subscription matching the topic gets its EVENT too.
+    assert isinstance(by_prefix, Event) and by_prefix.subscription == listed[("shop", "prefix")]
+    assert by_prefix.args == [{"n": 4}] and by_prefix.details["topic"] == "shop.Order"
     # Live events reach the restored subscription afterwards.
     peers.router.publish_event({"name": "shop.Order", "meta": {}, "data": {}})
     peers.router.deliver(hooks.publications[-1], ("e1", 5))
@@ -177,3 +180,84 @@ def test_messages_while_resuming_are_a_protocol_violation(peers: Peers, hooks: H
     abort = peers.read_one(session)
     assert isinstance(abort, Abort)
     assert session.close_request is not None
+
+
+# Replay delivers exactly what live delivery would (issue 11, findings 5 and 24) ----
+
+
+def _subscribe_all(peers: Peers, session: Any, specs: list[dict[str, Any]]) -> None:
+    for request, options in enumerate(specs, 1):
+        options = dict(options)
+        topic = options.pop("topic")
+        peers.send(session, [32, request, options, topic])
+        assert peers.read_one(session).TYPE == 33
+
+
+def _stored(publication: Publication, offset: int) -> Missed:
+    """What persistence replays for a publication delivered at ("e1", offset)."""
+    details = {**publication.details, "epoch": "e1", "offset": offset}
+    return (publication.topic, publication.id, details, publication.args, publication.kwargs, publication.exclude, publication.eligible)
+
+
+SPECS: list[dict[str, Any]] = [
+    {"topic": "shop.Order"},
+    {"topic": "shop.Order", "filter": {"n__gte": 1}},
+    {"topic": "shop.Order", "filter": {"n__gte": 2}},
+    {"topic": "shop.", "match": "prefix"},
+    {"topic": "shop..", "match": "wildcard"},
+    {"topic": "shop.Invoice"},
+]
+
+
+def test_replay_equals_live_delivery_for_several_subscriptions_on_one_topic(peers: Peers, hooks: Hooks) -> None:
+    """A resumed session with exact, filtered, prefix and wildcard subscriptions gets exactly the EVENTs, in order, a live session got."""
+    live = peers.join(user="u")
+    _subscribe_all(peers, live, SPECS)
+    for offset, n in enumerate([0, 1, 2, 3], 1):
+        peers.router.publish_event({"name": "shop.Order", "meta": {}, "data": {"n": n}})
+        peers.router.deliver(hooks.publications[-1], ("e1", offset))
+    expected = peers.read(live)
+    assert len(expected) == 4 + 3 + 2 + 2 + 2
+    missed = [_stored(p, offset) for offset, p in enumerate(hooks.publications, 1)]
+    resumed = peers.attach()
+    peers.hello(resumed, resume_token="tok")
+    subscriptions = [(s["topic"], s.get("match", "exact"), {k: v for k, v in s.items() if k == "filter"}) for s in SPECS]
+    resumed.complete_resume(Resumption("tok", subscriptions, {"shop.Order": True}, {}, missed))
+    welcome, *replayed = peers.read(resumed)
+    assert isinstance(welcome, Welcome) and welcome.details["resumed"] is True
+    # Subscriptions are router-wide: the resumed session holds the very ids the live one does.
+    assert replayed == expected
+
+
+def _replayed(peers: Peers, hooks: Hooks, options: dict[str, Any], former: int | None) -> list[Any]:
+    """Publish one client event with ``options`` while the subscriber is away; return what its resume replays."""
+    publisher = peers.join(user="p")
+    peers.send(publisher, Publish(1, options, "chat.room", ["whisper"]))
+    [publication] = hooks.publications[-1:]
+    resumed = peers.attach()
+    peers.hello(resumed, resume_token="tok")
+    missed = [_stored(publication, 1)]
+    resumed.complete_resume(Resumption("tok", [("chat.room", "exact", {})], {"chat.room": True}, {}, missed, session_id=former))
+    welcome, *events = peers.read(resumed)
+    assert isinstance(welcome, Welcome)
+    return events
+
+
+def test_replay_applies_eligible_to_the_former_session_id(peers: Peers, hooks: Hooks) -> None:
+    """A whisper eligible to another session is never replayed to a resuming one; one eligible to the session's former id is."""
+    assert _replayed(peers, hooks, {"eligible": [8]}, former=7) == []
+    [event] = _replayed(peers, hooks, {"eligible": [7]}, former=7)
+    assert isinstance(event, Event) and event.args == ["whisper"]
+
+
+def test_replay_applies_exclude_to_the_former_session_id(peers: Peers, hooks: Hooks) -> None:
+    """An event excluding the session's former id is not replayed to it; one excluding someone else is."""
+    assert _replayed(peers, hooks, {"exclude": [7]}, former=7) == []
+    assert len(_replayed(peers, hooks, {"exclude": [8]}, former=7)) == 1
+
+
+def test_replay_with_no_former_id_withholds_listed_events(peers: Peers, hooks: Hooks) -> None:
+    """When the former session id is unknown, an event with an eligible or exclude list is not replayed (fail closed)."""
+    assert _replayed(peers, hooks, {"eligible": [7]}, former=None) == []
+    assert _replayed(peers, hooks, {"exclude": [8]}, former=None) == []
+    assert len(_replayed(peers, hooks, {}, former=None)) == 1
