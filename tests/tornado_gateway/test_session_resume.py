@@ -293,3 +293,103 @@ def test_a_quiet_topic_replays_from_where_it_stood_at_subscribe_time(
         again.close()
 
     run(scenario())
+
+
+# Replay delivers what live delivery would, no more (issue 11, findings 5 and 24) -------
+
+CHAT = "chat.room"
+CHAT_CHANNELS = json.dumps([{"topic": "chat.", "match": "prefix", "subscribe": "authenticated", "publish": "authenticated"}])
+
+
+async def join_as(gw: GatewayProcess, user: str, **details: Any) -> tuple[Client, int, dict[str, Any]]:
+    """Open a ticket-authenticated session for ``user``; return the client, its session id and WELCOME.Details."""
+    client = await Client.open(gw)
+    await client.send([1, "telegraphy", {"roles": {"subscriber": {}, "publisher": {}}, "authmethods": ["ticket"], **details}])
+    challenge = await client.receive()
+    assert challenge[0] == 4, challenge
+    await client.send([5, gw.connect_token(user), {}])
+    welcome = await client.receive()
+    assert welcome[0] == 2, welcome
+    return client, int(welcome[1]), welcome[2]
+
+
+async def client_publish(client: Client, request: int, options: dict[str, Any], *args: Any) -> None:
+    """PUBLISH on the chat topic with acknowledge and wait for PUBLISHED."""
+    await client.send([16, request, {"acknowledge": True, **options}, CHAT, list(args)])
+    published = await client.receive()
+    assert published[:2] == [17, request], published
+
+
+def test_replay_equals_live_for_several_subscriptions_on_one_topic(
+    gateway_process: Callable[..., GatewayProcess], store_url: str
+) -> None:
+    """A session with exact, filtered and prefix subscriptions on one topic gets, on resume, one EVENT per subscription per missed event, as live."""
+    gw = gateway_process(env={"TELEGRAPHY_STORE": store_url})
+    specs = [({}, TOPIC), ({"filter": {"n__gte": 0}}, TOPIC), ({"match": "prefix"}, "shop.")]
+
+    def kind(options: dict[str, Any], topic: str) -> str:
+        return f"{options.get('match', 'exact')}:{topic}:{json.dumps(options.get('filter'))}"
+
+    async def scenario() -> None:
+        client = await Client.open(gw)
+        token = (await client.hello())["resume_token"]
+        kinds = {}
+        for request, (options, topic) in enumerate(specs, 1):
+            await client.send([32, request, options, topic])
+            subscribed = await client.receive()
+            kinds[subscribed[2]] = kind(options, topic)
+        publish(gw, 1)
+        seen = await client.events(3)
+        live = [(kinds[e[1]], e[4][0]["data"]["n"]) for e in seen]
+        client.close()
+        publish(gw, 2, 3)
+        again = await Client.open(gw)
+        position = seen[-1][3]
+        welcome = await again.hello(resume_token=token, resume_offsets={TOPIC: [position["epoch"], position["offset"]]})
+        assert welcome["resumed"] is True and welcome["recovered"][TOPIC] is True
+        restored = {s["subscription"]: kind(s, s["topic"]) for s in welcome["subscriptions"]}
+        replayed = [(restored[e[1]], e[4][0]["data"]["n"]) for e in await again.events(6)]
+        order = [k for k, _ in live]
+        assert replayed == [(k, n) for n in (2, 3) for k in order]
+        # Nothing more was replayed: the next event is the live one.
+        publish(gw, 4)
+        assert [(restored[e[1]], e[4][0]["data"]["n"]) for e in await again.events(3)] == [(k, 4) for k in order]
+        again.close()
+
+    run(scenario())
+
+
+def test_eligible_and_exclude_hold_on_resume_replay(gateway_process: Callable[..., GatewayProcess], store_url: str) -> None:
+    """A whisper eligible to user 8's session is replayed to 8 on resume, never to user 7; a publisher that excluded itself gets none of its own events."""
+    gw = gateway_process(env={"TELEGRAPHY_STORE": store_url, "TELEGRAPHY_CHANNELS": CHAT_CHANNELS})
+
+    async def scenario() -> None:
+        sessions = {}
+        for user in ("7", "8", "9"):
+            client, session_id, welcome = await join_as(gw, user)
+            await client.subscribe(CHAT)
+            sessions[user] = (client, session_id, welcome["resume_token"])
+        whisperer = sessions["9"][0]
+        await client_publish(whisperer, 1, {"eligible": [sessions["8"][1]]}, "whisper")
+        await client_publish(whisperer, 2, {"exclude": [sessions["8"][1]]}, "not for 8")
+        await client_publish(whisperer, 3, {}, "for all")
+        # 7 and 8 dropped their sockets before any of it: they get it from the store.
+        for user in ("7", "8", "9"):
+            sessions[user][0].close()
+        got = {}
+        for user in ("7", "8", "9"):
+            again, _, welcome = await join_as(gw, user, resume_token=sessions[user][2])
+            assert welcome["resumed"] is True and welcome["recovered"] == {CHAT: True}
+            # Replayed events come right after WELCOME; a sentinel of its own marks their end.
+            await again.send([16, 9, {"acknowledge": True, "exclude_me": False}, CHAT, ["sentinel"]])
+            received = []
+            while not received or received[-1] != "sentinel":
+                message = await again.receive()
+                assert message[0] in (17, 36), message
+                if message[0] == 36:
+                    received.append(message[4][0])
+            got[user] = received[:-1]
+            again.close()
+        assert got == {"7": ["not for 8", "for all"], "8": ["whisper", "for all"], "9": []}
+
+    run(scenario())
