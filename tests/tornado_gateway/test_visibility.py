@@ -25,6 +25,7 @@ from autobahn.wamp.serializer import JsonSerializer, MsgPackSerializer
 from autobahn.wamp.types import PublishOptions, SubscribeOptions
 from gateway_helpers import GatewayProcess, run_gateway
 from test_session_resume import Client as RawClient
+from test_session_resume import join_as
 from test_sockjs_transport import Closed, SockJSWamp
 from test_sockjs_transport import run as sockjs_run
 from test_wamp_autobahn import STEP, Client, connect, connect_user, http_publish, run
@@ -155,6 +156,79 @@ def test_invalid_audience_is_refused_at_publish(gateway: GatewayProcess) -> None
         assert response.code == 400
         body = json.loads(response.body)
         assert (body["error"], body["field"]) == ("invalid_event", "meta.audience.users")
+
+    run(scenario())
+
+
+# Filters and projections (issue 11, findings 1 and 4) --------------------------------------
+
+HR = {"groups": ["hr"]}
+EMPLOYEE_PROJECTIONS = [{"audience": HR, "fields": None}, {"audience": "public", "fields": ["name"]}]
+
+
+def _employee(name: str, salary: int, ssn: str) -> dict[str, Any]:
+    event = _event("hr.Employee", None, EMPLOYEE_PROJECTIONS)
+    event["data"] = {"name": name, "salary": salary, "ssn": ssn}
+    return event
+
+
+def test_filters_on_hidden_fields_reveal_nothing(gateway: GatewayProcess) -> None:
+    """Sessions whose projection shows only name get nothing from salary/ssn filters; an HR session is filtered on them as usual."""
+
+    async def scenario() -> None:
+        hr_client = await RawClient.open(gateway)
+        await hr_client.hello(authmethods=["ticket"], _ticket=gateway.connect_token("1", claims=HR))
+        user, _, _ = await join_as(gateway, "3")
+        anonymous = await RawClient.open(gateway)
+        await anonymous.hello()
+        clients = {"hr": hr_client, "user": user, "anonymous": anonymous}
+        for client in clients.values():
+            for request, condition in enumerate(({"salary__gt": 149999}, {"ssn__startswith": "123"}, {"name": "Bob"}), 1):
+                await client.send([32, request, {"filter": condition}, "hr.Employee"])
+                assert (await client.receive())[0] == 33
+            await client.send([32, 9, {}, "hr.Sentinel"])
+            assert (await client.receive())[0] == 33
+        await _publish(gateway, _employee("Bob", 150000, "123-45"), _employee("Ann", 90000, "999-00"), _event("hr.Sentinel", sentinel=True))
+        got = {}
+        for name, client in clients.items():
+            received = []
+            while True:
+                [event] = await client.events(1)
+                data = event[4][0]["data"]
+                if data.get(SENTINEL):
+                    break
+                received.append(data)
+            got[name] = received
+            client.close()
+        bob = {"name": "Bob", "salary": 150000, "ssn": "123-45"}
+        # One event per matching subscription: the name filter is the only one a projected session can satisfy.
+        assert got == {"hr": [bob, bob, bob], "user": [{"name": "Bob"}], "anonymous": [{"name": "Bob"}]}
+
+    run(scenario())
+
+
+def test_array_data_with_projections_is_refused(gateway_process: Callable[..., GatewayProcess]) -> None:
+    """/publish refuses array data under a field projection with 400 naming data and the event index; a WAMP PUBLISH gets invalid_argument; nobody gets it."""
+    gateway = gateway_process("--channels", json.dumps([{"topic": "chat.", "match": "prefix", "publish": "authenticated"}]))
+    leak = {**_employee("Bob", 150000, "1"), "data": [{"name": "Bob", "salary": 150000}]}
+
+    async def scenario() -> None:
+        anonymous = await connect(gateway, JsonSerializer)
+        await anonymous.subscribe(anonymous.collector("hr"), "hr.Employee")
+        await anonymous.subscribe(anonymous.collector("chat"), "chat.hr")
+        response = await http_publish(gateway, [_employee("Ann", 1, "1"), leak])
+        assert response.code == 400
+        body = json.loads(response.body)
+        assert (body["error"], body["field"], body["index"]) == ("invalid_event", "data", 1)
+        assert "must be an object" in body["detail"]
+        user = await connect_user(gateway, JsonSerializer, "3")
+        with pytest.raises(ApplicationError) as info:
+            await user.publish("chat.hr", {**leak, "name": "chat.hr"}, options=PublishOptions(acknowledge=True))
+        assert info.value.error == "wamp.error.invalid_argument"
+        await _publish(gateway, _event("hr.Employee", sentinel=True))
+        assert await _until_sentinel(anonymous) == []
+        for client in (anonymous, user):
+            await client.close()
 
     run(scenario())
 
