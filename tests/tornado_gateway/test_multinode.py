@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from gateway_helpers import GatewayCrashed, GatewayProcess
-from test_session_resume import TOPIC, Client, numbers, publish
+from test_session_resume import CHAT, CHAT_CHANNELS, TOPIC, Client, client_publish, join_as, numbers, publish
 
 REDIS = ("127.0.0.1", 6379)
 
@@ -147,5 +147,38 @@ def test_racing_publishes_to_two_nodes_on_new_topics_all_arrive_in_offset_order(
         assert sorted(len(offsets) for offsets in by_topic.values()) == [2] * len(topics), got
         assert all(offsets == [1, 2] for offsets in by_topic.values()), by_topic
         subscriber.close()
+
+    run(scenario())
+
+
+def test_eligible_and_exclude_hold_across_nodes(gateway_process: Callable[..., GatewayProcess], tmp_path: Path) -> None:
+    """A whisper eligible to a session on node A reaches it and no session on node B; an exclude list naming a node-B session holds on B."""
+    env = {
+        "TELEGRAPHY_STORE": f"sqlite:///{tmp_path / 'shared.sqlite3'}",
+        "TELEGRAPHY_BUS": f"redis://127.0.0.1:6379/0?channel=telegraphy-test-{secrets.token_hex(6)}",
+        "TELEGRAPHY_CHANNELS": CHAT_CHANNELS,
+    }
+    secret = secrets.token_urlsafe(32)
+    a, b = gateway_process(env=env, secret=secret), gateway_process(env=env, secret=secret)
+
+    async def scenario() -> None:
+        eight, eight_id, _ = await join_as(a, "8")
+        seven, seven_id, _ = await join_as(b, "7")
+        six, _, _ = await join_as(b, "6")
+        whisperer, _, _ = await join_as(a, "9")
+        for client in (eight, seven, six):
+            await client.subscribe(CHAT)
+        await client_publish(whisperer, 1, {"eligible": [eight_id]}, "whisper")
+        await client_publish(whisperer, 2, {"exclude": [seven_id]}, "not for 7")
+        await client_publish(whisperer, 3, {}, "for all")
+        got = {}
+        for name, client in (("8", eight), ("7", seven), ("6", six)):
+            received = []
+            while not received or received[-1] != "for all":
+                received.append((await client.events(1))[0][4][0])
+            got[name] = received
+            client.close()
+        whisperer.close()
+        assert got == {"8": ["whisper", "not for 7", "for all"], "7": ["for all"], "6": ["not for 7", "for all"]}
 
     run(scenario())
