@@ -45,6 +45,8 @@ from typing import TYPE_CHECKING, Any
 
 from telegraphy.wamp import ServerSession, SessionState
 from telegraphy.wamp.audience import InvalidAudience, Visibility
+from telegraphy.wamp.broker import AuthLists
+from telegraphy.wamp.errors import ApplicationError
 from telegraphy.wamp.router import Publication, Router
 from telegraphy.wamp.session import Missed, Resumption
 
@@ -483,6 +485,8 @@ def _encode(publication: Publication) -> bytes:
         record["x"] = sorted(publication.exclude)
     if publication.eligible is not None:
         record["l"] = sorted(publication.eligible)
+    if publication.authlists is not None:
+        record["w"] = publication.authlists.to_wire()
     if publication.exclude_me and publication.publisher is not None and publication.publisher.id is not None:
         record["s"] = publication.publisher.id
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -499,19 +503,26 @@ def _publication(router: Router, realm_name: str, topic: str, data: bytes) -> Pu
         visibility = Visibility.of_event(args[0]) if args else None
     except InvalidAudience:
         return None
-    exclude, eligible = _listed(record, None)
+    exclude, eligible, authlists = _listed(record, None)
     return Publication(
         realm, topic, record["p"], args, record.get("k"), record.get("d", {}),
-        exclude=exclude, eligible=eligible, event=bool(record.get("e")), visibility=visibility,
+        exclude=exclude, eligible=eligible, event=bool(record.get("e")), visibility=visibility, authlists=authlists,
     )
 
 
-def _listed(record: dict[str, Any], publisher: int | None) -> tuple[frozenset[int] | None, frozenset[int] | None]:
-    """The stored ``exclude`` and ``eligible`` session ids of an event, ``publisher`` added to ``exclude``.
+#: What a malformed stored list becomes: nobody is eligible (fail closed).
+_NOBODY: tuple[frozenset[int] | None, frozenset[int] | None, AuthLists | None] = (None, frozenset(), None)
+
+
+def _listed(
+    record: dict[str, Any], publisher: int | None
+) -> tuple[frozenset[int] | None, frozenset[int] | None, AuthLists | None]:
+    """The stored black- and whitelists of an event: session ids (``publisher`` added to ``exclude``), authids, authroles.
 
     Session ids are global (WAMP §7.1.3: random in [1, 2^53], drawn by each
     process from the system's random source), so the lists mean the same
-    sessions on every process. A malformed list excludes everyone (fail closed).
+    sessions on every process. A malformed list lets nobody have the event
+    (fail closed).
     """
     lists: list[frozenset[int] | None] = []
     for key in ("x", "l"):
@@ -521,11 +532,20 @@ def _listed(record: dict[str, Any], publisher: int | None) -> tuple[frozenset[in
         elif isinstance(value, list) and all(type(v) is int for v in value):
             lists.append(frozenset(value))
         else:
-            return None, frozenset()
+            return _NOBODY
     exclude, eligible = lists
     if publisher is not None:
         exclude = (exclude or frozenset()) | {publisher}
-    return exclude, eligible
+    authlists = None
+    wire = record.get("w")
+    if wire is not None:
+        try:
+            authlists = AuthLists.parse(wire) if isinstance(wire, dict) else None
+        except ApplicationError:
+            return _NOBODY
+        if authlists is None:
+            return _NOBODY
+    return exclude, eligible, authlists
 
 
 def _decode(topic: str, epoch: str, offset: int, data: bytes) -> Missed:
@@ -537,5 +557,5 @@ def _decode(topic: str, epoch: str, offset: int, data: bytes) -> Missed:
         args[0]["meta"]["epoch"] = epoch
         args[0]["meta"]["offset"] = offset
     publisher = record.get("s")
-    exclude, eligible = _listed(record, publisher if type(publisher) is int else None)
-    return topic, record["p"], details, args, record.get("k"), exclude, eligible
+    exclude, eligible, authlists = _listed(record, publisher if type(publisher) is int else None)
+    return Missed(topic, record["p"], details, args, record.get("k"), exclude, eligible, authlists)

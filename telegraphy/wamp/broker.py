@@ -22,7 +22,8 @@ pattern's component is not empty, so ``a..c`` matches ``a.b.c``).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .channels import may_receive, private_owner
@@ -31,10 +32,64 @@ from .messages import Event
 
 if TYPE_CHECKING:
     from .audience import Visibility
+    from .auth import Identity
     from .serializer import WireCodec
     from .session import ServerSession
 
-__all__ = ["Broker", "Subscription", "filter_target"]
+__all__ = ["AuthLists", "Broker", "Subscription", "filter_target"]
+
+
+@dataclass(frozen=True, slots=True)
+class AuthLists:
+    """A PUBLISH's black- and whitelists by authid and authrole (advanced profile, "Subscriber Black- and Whitelisting").
+
+    ``exclude_authid``/``exclude_authrole`` remove the sessions they name;
+    ``eligible_authid``/``eligible_authrole`` keep only those they name. An
+    authid and an authrole mean the same on every gateway process and after
+    a resume, so these lists hold wherever the event is delivered. Build with
+    :meth:`parse` (PUBLISH options, or the stored form :meth:`to_wire` made).
+    """
+
+    exclude_authid: frozenset[str] | None = None
+    eligible_authid: frozenset[str] | None = None
+    exclude_authrole: frozenset[str] | None = None
+    eligible_authrole: frozenset[str] | None = None
+
+    OPTIONS = ("exclude_authid", "eligible_authid", "exclude_authrole", "eligible_authrole")
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any]) -> AuthLists | None:
+        """Return the lists ``options`` carry, or ``None`` when it carries none.
+
+        Raises:
+            ApplicationError: ``wamp.error.invalid_argument`` naming an option that is not a list of strings.
+        """
+        lists: dict[str, frozenset[str]] = {}
+        for name in cls.OPTIONS:
+            value = options.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ApplicationError(uris.INVALID_ARGUMENT, f"option {name!r} must be a list of strings")
+            lists[name] = frozenset(value)
+        return cls(**lists) if lists else None
+
+    def allows(self, identity: Identity | None) -> bool:
+        """Return whether a session of ``identity`` may get the event (no identity: no)."""
+        if identity is None:
+            return False
+        authid, authrole = identity.authid, identity.authrole
+        if self.exclude_authid is not None and authid in self.exclude_authid:
+            return False
+        if self.exclude_authrole is not None and authrole in self.exclude_authrole:
+            return False
+        if self.eligible_authid is not None and authid not in self.eligible_authid:
+            return False
+        return self.eligible_authrole is None or authrole in self.eligible_authrole
+
+    def to_wire(self) -> dict[str, list[str]]:
+        """Return the lists as PUBLISH options (sorted), for storing and forwarding."""
+        return {name: sorted(values) for name in self.OPTIONS if (values := getattr(self, name)) is not None}
 
 
 class Subscription:
@@ -241,6 +296,7 @@ class Broker:
         target: Any = None,
         only: ServerSession | None = None,
         only_id: int | None = None,
+        authlists: AuthLists | None = None,
     ) -> int:
         """Deliver an event to every matching subscriber; return how many got it.
 
@@ -258,7 +314,8 @@ class Broker:
         subscription and wire codec. WAMP §8.4.1 (publisher
         exclusion): the publisher does not receive its own event unless it
         asks with ``exclude_me: false``. ``exclude``/``eligible`` are session
-        ids (advanced profile, "Subscriber Black- and Whitelisting"). A
+        ids, ``authlists`` the lists by authid and authrole (advanced
+        profile, "Subscriber Black- and Whitelisting"). A
         filtered subscription gets the event only if its filter accepts
         ``target`` (the event's ``data``); with a ``visibility``, a filter
         sees only what its session would receive: it runs on the projected
@@ -312,14 +369,18 @@ class Broker:
             sessions_of: Callable[[Subscription], Iterable[ServerSession]] = _subscribers
         else:
             subscriptions = [sub for sub in self.matching(topic) if only in sub.subscribers]
-            if only is skip or (listed and (only_id is None or not _allowed(only_id, exclude, eligible))):
+            if (
+                only is skip
+                or (listed and (only_id is None or not _allowed(only_id, exclude, eligible)))
+                or (authlists is not None and not authlists.allows(only.identity))
+            ):
                 subscriptions = []
             alone = [only]
 
             def sessions_of(sub: Subscription) -> Iterable[ServerSession]:
                 return alone
 
-            skip, listed = None, False
+            skip, listed, authlists = None, False, None
         # Without projections every recipient sees the same data: judge the filter once per subscription.
         unprojected = visibility is None or not visibility.projections
         for sub in subscriptions:
@@ -330,6 +391,8 @@ class Broker:
             sessions = sessions_of(sub)
             if skip is not None or listed:
                 sessions = [s for s in sessions if s is not skip and (not listed or _allowed(s.id, exclude, eligible))]
+            if authlists is not None:
+                sessions = [s for s in sessions if authlists.allows(s.identity)]
             if owner is not None:
                 # A private channel's events reach its owner only, whatever the pattern.
                 sessions = [s for s in sessions if may_receive(s.grants, owner)]

@@ -25,7 +25,7 @@ from . import meta
 from .audience import Grants, InvalidAudience, Visibility, grants_of
 from .auth import Authenticator, Identity
 from .channels import ChannelPolicy
-from .broker import Broker, filter_target
+from .broker import AuthLists, Broker, filter_target
 from .dealer import Dealer
 from .errors import ApplicationError, LocalProtocolError, uris
 from .limits import UNLIMITED, SessionLimits
@@ -86,6 +86,8 @@ class Publication:
     event: bool = False
     #: Who sees the event and which fields (from ``meta.audience``/``meta.projections``).
     visibility: Visibility | None = None
+    #: The PUBLISH's ``exclude_authid``/``eligible_authid``/``…_authrole`` lists.
+    authlists: AuthLists | None = None
 
 
 class Realm:
@@ -296,6 +298,7 @@ class Router:
             raise ApplicationError(uris.INVALID_ARGUMENT, "option 'exclude_me' must be a boolean")
         exclude = _session_ids(options, "exclude")
         eligible = _session_ids(options, "eligible")
+        authlists = AuthLists.parse(options)
         details: dict[str, Any] | None = None
         if publisher is not None and options.get("disclose_me"):
             details = {"publisher": publisher.id}
@@ -308,7 +311,7 @@ class Router:
             raise ApplicationError(uris.INVALID_ARGUMENT, str(exc)) from None
         publication = Publication(
             realm, topic, self._random.randint(1, MAX_ID), args, kwargs, details or {},
-            publisher, exclude_me, exclude, eligible, event, visibility,
+            publisher, exclude_me, exclude, eligible, event, visibility, authlists,
         )
         if self.sequencer is not None:
             self.sequencer(publication)
@@ -336,6 +339,7 @@ class Router:
             publisher=publication.publisher, exclude_me=publication.exclude_me,
             exclude=publication.exclude, eligible=publication.eligible, details=details,
             visibility=publication.visibility, target=filter_target(publication.args, publication.kwargs),
+            authlists=publication.authlists,
         )
         stats = self.stats
         stats.events_published += 1

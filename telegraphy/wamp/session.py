@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from .audience import ANONYMOUS, Grants, InvalidAudience, Visibility, grants_of
 from .auth import Identity, PendingChallenge
-from .broker import filter_target
+from .broker import AuthLists, filter_target
 from .errors import ApplicationError, AuthenticationFailed, ProtocolViolation, WampError, uris
 from .limits import PublishThrottle, Verdict
 from .messages import (
@@ -331,14 +331,16 @@ class ServerSession:
         # Missed events go through the broker's delivery policy, as live ones do:
         # one EVENT per subscription of this session that matches, with the same
         # audiences, projections, filters and exclude/eligible lists.
-        for topic, publication, details, args, kwargs, exclude, eligible in restored.missed:
+        for missed in restored.missed:
+            args, kwargs = missed.args, missed.kwargs
             try:
                 visibility = Visibility.of_event(args[0]) if args else None
             except InvalidAudience:
                 continue
             broker.publish(
-                topic, publication, args, kwargs, exclude=exclude, eligible=eligible, details=details,
-                visibility=visibility, target=filter_target(args, kwargs), only=self, only_id=restored.session_id,
+                missed.topic, missed.publication, args, kwargs, exclude=missed.exclude, eligible=missed.eligible,
+                details=missed.details, visibility=visibility, target=filter_target(args, kwargs),
+                only=self, only_id=restored.session_id, authlists=missed.authlists,
             )
 
     def _establish(self, extra: dict[str, Any]) -> None:
@@ -599,8 +601,27 @@ _HANDLERS: dict[type[Message], Callable[[ServerSession, Any], None]] = {
 }
 
 
-#: One missed event: topic, publication id, EVENT details, args, kwargs, exclude, eligible.
-Missed = tuple[str, int, dict[str, Any], list[Any] | None, dict[str, Any] | None, frozenset[int] | None, frozenset[int] | None]
+@dataclass(frozen=True, slots=True)
+class Missed:
+    """One event a resuming session missed, as its publication was stored.
+
+    Attributes:
+        topic: the event's topic.
+        publication: its publication id.
+        details: its EVENT.Details (with ``epoch`` and ``offset``).
+        args, kwargs: its payload, as published (projections apply on replay).
+        exclude, eligible: its session-id lists (``None``: none given).
+        authlists: its lists by authid and authrole, if any.
+    """
+
+    topic: str
+    publication: int
+    details: dict[str, Any]
+    args: list[Any] | None
+    kwargs: dict[str, Any] | None
+    exclude: frozenset[int] | None = None
+    eligible: frozenset[int] | None = None
+    authlists: AuthLists | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -613,9 +634,7 @@ class Resumption:
             the subscription's ``filter``/``exclude``.
         recovered: per topic, whether every missed event is in ``missed``.
         errors: per topic that was not recovered, why ("history trimmed", …).
-        missed: (topic, publication id, EVENT details, args, kwargs, exclude,
-            eligible) in order; exclude/eligible are the event's session-id
-            lists (``None`` when it had none).
+        missed: the missed events (:class:`Missed`), in order.
         session_id: the id the session had before (its stored record's);
             ``exclude``/``eligible`` of missed events are judged by it, since
             that is the id their publishers could name.

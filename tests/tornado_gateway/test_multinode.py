@@ -152,7 +152,7 @@ def test_racing_publishes_to_two_nodes_on_new_topics_all_arrive_in_offset_order(
 
 
 def test_eligible_and_exclude_hold_across_nodes(gateway_process: Callable[..., GatewayProcess], tmp_path: Path) -> None:
-    """A whisper eligible to a session on node A reaches it and no session on node B; an exclude list naming a node-B session holds on B."""
+    """A whisper eligible to a session on node A reaches it and no session on node B; exclude and eligible_authid lists hold on B too."""
     env = {
         "TELEGRAPHY_STORE": f"sqlite:///{tmp_path / 'shared.sqlite3'}",
         "TELEGRAPHY_BUS": f"redis://127.0.0.1:6379/0?channel=telegraphy-test-{secrets.token_hex(6)}",
@@ -170,7 +170,8 @@ def test_eligible_and_exclude_hold_across_nodes(gateway_process: Callable[..., G
             await client.subscribe(CHAT)
         await client_publish(whisperer, 1, {"eligible": [eight_id]}, "whisper")
         await client_publish(whisperer, 2, {"exclude": [seven_id]}, "not for 7")
-        await client_publish(whisperer, 3, {}, "for all")
+        await client_publish(whisperer, 3, {"eligible_authid": ["7"]}, "for user 7")
+        await client_publish(whisperer, 4, {}, "for all")
         got = {}
         for name, client in (("8", eight), ("7", seven), ("6", six)):
             received = []
@@ -179,6 +180,6 @@ def test_eligible_and_exclude_hold_across_nodes(gateway_process: Callable[..., G
             got[name] = received
             client.close()
         whisperer.close()
-        assert got == {"8": ["whisper", "not for 7", "for all"], "7": ["for all"], "6": ["not for 7", "for all"]}
+        assert got == {"8": ["whisper", "not for 7", "for all"], "7": ["for user 7", "for all"], "6": ["not for 7", "for all"]}
 
     run(scenario())

@@ -360,7 +360,7 @@ def test_replay_equals_live_for_several_subscriptions_on_one_topic(
 
 
 def test_eligible_and_exclude_hold_on_resume_replay(gateway_process: Callable[..., GatewayProcess], store_url: str) -> None:
-    """A whisper eligible to user 8's session is replayed to 8 on resume, never to user 7; a publisher that excluded itself gets none of its own events."""
+    """A whisper eligible to user 8's session is replayed to 8 on resume, never to user 7 (likewise by authid); a publisher that excluded itself gets none of its own events."""
     gw = gateway_process(env={"TELEGRAPHY_STORE": store_url, "TELEGRAPHY_CHANNELS": CHAT_CHANNELS})
 
     async def scenario() -> None:
@@ -372,7 +372,8 @@ def test_eligible_and_exclude_hold_on_resume_replay(gateway_process: Callable[..
         whisperer = sessions["9"][0]
         await client_publish(whisperer, 1, {"eligible": [sessions["8"][1]]}, "whisper")
         await client_publish(whisperer, 2, {"exclude": [sessions["8"][1]]}, "not for 8")
-        await client_publish(whisperer, 3, {}, "for all")
+        await client_publish(whisperer, 3, {"eligible_authid": ["7"]}, "for user 7")
+        await client_publish(whisperer, 4, {}, "for all")
         # 7 and 8 dropped their sockets before any of it: they get it from the store.
         for user in ("7", "8", "9"):
             sessions[user][0].close()
@@ -390,6 +391,6 @@ def test_eligible_and_exclude_hold_on_resume_replay(gateway_process: Callable[..
                     received.append(message[4][0])
             got[user] = received[:-1]
             again.close()
-        assert got == {"7": ["not for 8", "for all"], "8": ["whisper", "for all"], "9": []}
+        assert got == {"7": ["not for 8", "for user 7", "for all"], "8": ["whisper", "for all"], "9": []}
 
     run(scenario())

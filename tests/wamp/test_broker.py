@@ -140,6 +140,36 @@ def test_malformed_session_id_lists(peers: Peers, value: Any) -> None:
     assert isinstance(error, Error) and error.error == uris.INVALID_ARGUMENT
 
 
+def test_exclude_and_eligible_by_authid_and_authrole(peers: Peers) -> None:
+    """exclude_authid, eligible_authid, exclude_authrole and eligible_authrole restrict who receives the event."""
+    publisher = peers.join(user="p")
+    seven, eight, admin, anonymous = peers.join(user="7"), peers.join(user="8"), peers.join(user="9", authrole="admin"), peers.join()
+    sessions = (seven, eight, admin, anonymous)
+    for s in sessions:
+        peers.subscribe(s, "t")
+    cases = [
+        ({"eligible_authid": ["8"]}, [0, 1, 0, 0]),
+        ({"exclude_authid": ["8", "anonymous"]}, [1, 0, 1, 0]),
+        ({"eligible_authrole": ["admin"]}, [0, 0, 1, 0]),
+        ({"exclude_authrole": ["user"]}, [0, 0, 1, 1]),
+        ({"eligible_authid": ["7", "8"], "exclude": [eight.id]}, [1, 0, 0, 0]),
+    ]
+    for request, (options, expected) in enumerate(cases, 1):
+        peers.send(publisher, Publish(request, options, "t"))
+        assert [len(_events(peers, s)) for s in sessions] == expected, options
+
+
+@pytest.mark.parametrize("option", ["eligible_authid", "exclude_authid", "eligible_authrole", "exclude_authrole"])
+def test_malformed_authid_lists(peers: Peers, option: str) -> None:
+    """The authid and authrole lists must be lists of strings; a malformed one is refused naming the option, and nobody gets the event."""
+    publisher, subscriber = peers.join(user="p"), peers.join()
+    peers.subscribe(subscriber, "t")
+    peers.send(publisher, Publish(1, {"acknowledge": True, option: [8]}, "t"))
+    error = peers.read_one(publisher)
+    assert isinstance(error, Error) and error.error == uris.INVALID_ARGUMENT and option in error.args[0]  # type: ignore[index]
+    assert peers.read(subscriber) == []
+
+
 def test_disclose_me(peers: Peers) -> None:
     """disclose_me adds the publisher's session id, authid and authrole to EVENT details."""
     publisher, subscriber = peers.join(user="pat", authrole="editor"), peers.join()

@@ -107,7 +107,7 @@ def test_resume_waits_for_the_router_then_restores_and_replays(peers: Peers, hoo
     assert session.state is SessionState.RESUMING
     [(resuming, token, offsets)] = hooks.resumes
     assert resuming is session and token == "tok" and offsets == {"shop.Order": ("e1", 3)}
-    missed: list[Missed] = [("shop.Order", 11, {"epoch": "e1", "offset": 4}, [{"n": 4}], None, None, None)]
+    missed = [Missed("shop.Order", 11, {"epoch": "e1", "offset": 4}, [{"n": 4}], None)]
     session.complete_resume(
         Resumption("tok", [("shop.Order", "exact", {}), ("shop", "prefix", {})], {"shop.Order": True}, {}, missed)
     )
@@ -196,7 +196,10 @@ def _subscribe_all(peers: Peers, session: Any, specs: list[dict[str, Any]]) -> N
 def _stored(publication: Publication, offset: int) -> Missed:
     """What persistence replays for a publication delivered at ("e1", offset)."""
     details = {**publication.details, "epoch": "e1", "offset": offset}
-    return (publication.topic, publication.id, details, publication.args, publication.kwargs, publication.exclude, publication.eligible)
+    return Missed(
+        publication.topic, publication.id, details, publication.args, publication.kwargs,
+        publication.exclude, publication.eligible, publication.authlists,
+    )
 
 
 SPECS: list[dict[str, Any]] = [
@@ -261,3 +264,10 @@ def test_replay_with_no_former_id_withholds_listed_events(peers: Peers, hooks: H
     assert _replayed(peers, hooks, {"eligible": [7]}, former=None) == []
     assert _replayed(peers, hooks, {"exclude": [8]}, former=None) == []
     assert len(_replayed(peers, hooks, {}, former=None)) == 1
+
+
+def test_replay_applies_authid_and_authrole_lists(peers: Peers, hooks: Hooks) -> None:
+    """Lists by authid and authrole hold on replay: the resumed session (anonymous here) gets only what they let it have."""
+    assert _replayed(peers, hooks, {"eligible_authid": ["8"]}, former=7) == []
+    assert _replayed(peers, hooks, {"exclude_authrole": ["anonymous"]}, former=7) == []
+    assert len(_replayed(peers, hooks, {"eligible_authid": ["anonymous"]}, former=7)) == 1
