@@ -397,9 +397,8 @@ class Broker:
                 # A private channel's events reach its owner only, whatever the pattern.
                 sessions = [s for s in sessions if may_receive(s.grants, owner)]
             if visibility is None:
-                frames: dict[Any, bytes | None] = {
-                    codec: codec.encode_event(sub.id, tail(codec.serializer, -1, exact)) for codec in sub.codecs
-                }
+                codecs = sub.codecs if only is None else (only.codec,)
+                frames: dict[Any, bytes | None] = {codec: codec.encode_event(sub.id, tail(codec.serializer, -1, exact)) for codec in codecs}
                 plan.append((sub, sessions, None, frames))
                 continue
             # Who gets which version: decided once per distinct grants object.

@@ -337,11 +337,15 @@ class ServerSession:
                 visibility = Visibility.of_event(args[0]) if args else None
             except InvalidAudience:
                 continue
-            broker.publish(
-                missed.topic, missed.publication, args, kwargs, exclude=missed.exclude, eligible=missed.eligible,
-                details=missed.details, visibility=visibility, target=filter_target(args, kwargs),
-                only=self, only_id=restored.session_id, authlists=missed.authlists,
-            )
+            try:
+                broker.publish(
+                    missed.topic, missed.publication, args, kwargs, exclude=missed.exclude, eligible=missed.eligible,
+                    details=missed.details, visibility=visibility, target=filter_target(args, kwargs),
+                    only=self, only_id=restored.session_id, authlists=missed.authlists,
+                )
+            except ApplicationError:
+                # This session's serializer cannot carry it: skip it, replay the rest.
+                logger.warning("could not replay event %d of %r to session %s", missed.publication, missed.topic, self.id)
 
     def _establish(self, extra: dict[str, Any]) -> None:
         identity = self.identity
