@@ -311,7 +311,6 @@ class ServerSession:
         assert self.realm is not None
         broker = self.realm.broker
         listed: list[dict[str, Any]] = []
-        restored_subs = []
         for topic, match, options in restored.subscriptions:
             try:
                 # Grants may have changed since: a subscription is restored only if still allowed.
@@ -322,7 +321,6 @@ class ServerSession:
                 restored.errors[topic] = exc.message
                 continue
             self.subscriptions.add(sub.id)
-            restored_subs.append(sub)
             listed.append({"topic": topic, "match": match, "subscription": sub.id, **sub.options})
         self.resume_token = restored.token
         self._establish(
