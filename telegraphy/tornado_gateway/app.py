@@ -12,7 +12,9 @@ Routes: the WAMP WebSocket endpoint(s) from ``gateway.websocket_routes()``
 the management API (``GET /sessions``, ``/subscriptions``, ``/subscribers``
 and its alias ``/subscriptors``, see :mod:`.management`), the SockJS
 endpoints (at ``config.sockjs_path``, see :mod:`.sockjs`);
-every other path is a JSON 404.
+every other path is a JSON 404. The HTTP server itself
+(:class:`.server.GatewayHTTPServer`) decides client addresses behind
+``--trusted-proxies`` and answers malformed requests in JSON.
 """
 
 from __future__ import annotations

@@ -7,7 +7,13 @@ receives as its ``gateway`` init argument (see :mod:`.app`).
 
 Every error response, including Tornado's own (405, 500, …), has one JSON
 shape, ``{"error": "<code>", "detail": "<what and where>"}``; a 500 carries
-no detail, and its traceback goes to the log, never to the peer.
+no detail, and its traceback goes to the log, never to the peer. Requests
+refused before a handler exists (malformed HTTP, oversized heads and
+bodies) get the same shape from :mod:`.server`.
+
+``GET /health`` says only ``{"status": "ok"}``. ``GET /metrics`` requires
+``--metrics-token`` as a bearer token when set, and otherwise answers only
+local clients that came through no proxy (403 ``forbidden`` for others).
 
 Publish error codes: ``unauthorized`` (401), ``invalid_json``,
 ``invalid_event``, ``empty_batch``, ``batch_too_large`` (400),

@@ -56,10 +56,15 @@ logger = logging.getLogger("telegraphy.gateway.http")
 
 #: Largest request head (request line and headers), bytes; beyond it: 431.
 MAX_HEADER_SIZE = 64 * 1024
-#: Bytes already received that are read and dropped before closing a
-#: refused connection, so the kernel sends FIN, not RST, and the client
-#: still reads the error (RFC 9112 §9.6 on closing).
-LINGER_BYTES = 1024 * 1024
+#: After an error answer, the connection is half-closed and what the client
+#: still sends (the rest of a refused body) is read and dropped, up to this
+#: many bytes and :data:`LINGER_SECONDS`, before closing: a client busy
+#: sending then reads the answer instead of a reset (RFC 9112 §9.6).
+LINGER_BYTES = 16 * 1024 * 1024
+LINGER_SECONDS = 5.0
+#: Bytes already received that are dropped before closing when the
+#: connection cannot be read any more (an oversized head).
+DRAIN_BYTES = 1024 * 1024
 #: Where Linux keeps the cap of every listen backlog.
 SOMAXCONN_PATH = "/proc/sys/net/core/somaxconn"
 
@@ -278,6 +283,7 @@ class _Stream(iostream.IOStream):
     refusal: bytes | None = None
     _reading_head = False
     _linger = False
+    _lingering: asyncio.Task[None] | None = None
 
     def read_until_regex(self, regex: bytes, max_bytes: int | None = None) -> Awaitable[bytes]:  # type: ignore[override]
         # The only regex read of a server connection is its request head.
@@ -291,21 +297,42 @@ class _Stream(iostream.IOStream):
         self._reading_head = False
 
     def write(self, data: bytes | memoryview) -> asyncio.Future[None]:  # type: ignore[override]
-        if bytes(data[: len(_TORNADO_BARE_400)]) == _TORNADO_BARE_400 and len(data) == len(_TORNADO_BARE_400):
+        if len(data) == len(_TORNADO_BARE_400) and bytes(data) == _TORNADO_BARE_400:
             data = error_response(400, "bad_request", "malformed HTTP request") if self.refusal is None else self.refusal
             self._linger = True
         return super().write(data)
 
     def close(self, exc_info: Any = False) -> None:
+        if self._lingering is not None and not exc_info:
+            return  # closes when the lingering ends
         if not self.closed() and self.socket is not None:
             if isinstance(exc_info, iostream.UnsatisfiableReadError) and self._reading_head:
-                # Tornado gives up on an oversized head by closing at once.
+                # Tornado gives up on an oversized head by closing at once,
+                # a read still pending: answer and drop what already came.
                 detail = f"the request line and headers exceed {MAX_HEADER_SIZE} bytes"
                 self._send_now(error_response(431, "headers_too_large", detail))
-                self._linger = True
-            if self._linger:
                 self._drain()
+            elif self._linger and not exc_info and self._lingering is None and not self.reading():
+                self._lingering = asyncio.get_running_loop().create_task(self._linger_then_close())
+                return
         super().close(exc_info)
+
+    async def _linger_then_close(self) -> None:
+        """Half-close, read and drop what the client still sends (bounded), then close."""
+        try:
+            assert self.socket is not None
+            self.socket.shutdown(socket.SHUT_WR)
+            left = LINGER_BYTES
+            deadline = asyncio.get_running_loop().time() + LINGER_SECONDS
+            while left > 0:
+                timeout = deadline - asyncio.get_running_loop().time()
+                chunk = await asyncio.wait_for(self.read_bytes(min(left, 65536), partial=True), max(timeout, 0.0))
+                left -= len(chunk)
+        except (OSError, iostream.StreamClosedError, asyncio.TimeoutError):
+            pass  # the client closed, or enough waiting
+        finally:
+            self._lingering = None
+            super().close()
 
     def _send_now(self, data: bytes) -> None:
         assert self.socket is not None
@@ -315,12 +342,12 @@ class _Stream(iostream.IOStream):
             pass
 
     def _drain(self) -> None:
-        """Half-close, then read what the peer already sent, so closing does not reset the connection."""
+        """Half-close, then drop what the peer already sent, so closing does not reset the connection."""
         sock = self.socket
         assert sock is not None
         try:
             sock.shutdown(socket.SHUT_WR)
-            left = LINGER_BYTES
+            left = DRAIN_BYTES
             while left > 0:
                 chunk = sock.recv(min(left, 65536))
                 if not chunk:
