@@ -151,9 +151,12 @@ async def serve(config: Config, *, on_listening: Callable[[str], None] | None = 
     app = make_app(gateway)
     # Forwarded headers (X-Forwarded-For, X-Real-IP) count only from
     # --trusted-proxies: anyone else could write them.
+    proxies = TrustedProxies(config.trusted_proxies)
+    if any(network.prefixlen == 0 for network in proxies.networks):
+        logger.warning("--trusted-proxies includes every address: any client can choose the address the gateway sees")
     server = GatewayHTTPServer(
         app,
-        trusted_proxies=TrustedProxies(config.trusted_proxies),
+        trusted_proxies=proxies,
         max_body_size=config.max_body_size + BODY_SLACK,
         idle_connection_timeout=IDLE_CONNECTION_TIMEOUT,
         body_timeout=BODY_TIMEOUT,
