@@ -30,7 +30,6 @@ import asyncio
 import ipaddress
 import json
 import logging
-import re
 import socket
 from collections.abc import Awaitable, Iterable
 from typing import Any
@@ -254,7 +253,7 @@ def framing_error(headers: httputil.HTTPHeaders, max_body_size: int) -> tuple[in
     if "Transfer-Encoding" in headers and "Content-Length" in headers:
         return 400, "bad_request", "a request must not have both Content-Length and Transfer-Encoding"
     if "Content-Length" in headers:
-        values = {value.strip() for value in re.split(r",", headers["Content-Length"])}
+        values = {value.strip() for value in headers["Content-Length"].split(",")}
         if len(values) != 1:
             return 400, "bad_request", "conflicting Content-Length values"
         value = values.pop()
