@@ -284,7 +284,7 @@ class _Stream(iostream.IOStream):
     _linger = False
     _lingering: asyncio.Task[None] | None = None
 
-    def read_until_regex(self, regex: bytes, max_bytes: int | None = None) -> Awaitable[bytes]:  # type: ignore[override]
+    def read_until_regex(self, regex: bytes, max_bytes: int | None = None) -> Awaitable[bytes]:
         # The only regex read of a server connection is its request head.
         self._reading_head = True
         future = super().read_until_regex(regex, max_bytes)
@@ -295,7 +295,7 @@ class _Stream(iostream.IOStream):
     def _head_read(self, _future: Any) -> None:
         self._reading_head = False
 
-    def write(self, data: bytes | memoryview) -> asyncio.Future[None]:  # type: ignore[override]
+    def write(self, data: bytes | memoryview) -> asyncio.Future[None]:
         if len(data) == len(_TORNADO_BARE_400) and bytes(data) == _TORNADO_BARE_400:
             data = error_response(400, "bad_request", "malformed HTTP request") if self.refusal is None else self.refusal
             self._linger = True
@@ -426,7 +426,7 @@ class GatewayHTTPServer(tornado.httpserver.HTTPServer):
     replaces) plus ``trusted_proxies``.
     """
 
-    def initialize(self, *args: Any, trusted_proxies: TrustedProxies | None = None, **kwargs: Any) -> None:  # type: ignore[override]
+    def initialize(self, *args: Any, trusted_proxies: TrustedProxies | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("max_header_size", MAX_HEADER_SIZE)
         super().initialize(*args, **kwargs)
         self.trusted_proxies = trusted_proxies or TrustedProxies()
