@@ -12,7 +12,9 @@ Routes: the WAMP WebSocket endpoint(s) from ``gateway.websocket_routes()``
 the management API (``GET /sessions``, ``/subscriptions``, ``/subscribers``
 and its alias ``/subscriptors``, see :mod:`.management`), the SockJS
 endpoints (at ``config.sockjs_path``, see :mod:`.sockjs`);
-every other path is a JSON 404.
+every other path is a JSON 404. The HTTP server itself
+(:class:`.server.GatewayHTTPServer`) decides client addresses behind
+``--trusted-proxies`` and answers malformed requests in JSON.
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import tornado.httpserver
-import tornado.netutil
 import tornado.web
 
 from telegraphy.tornado_gateway.config import Config
@@ -39,6 +39,7 @@ from telegraphy.tornado_gateway.http import (
     SubscriptionsHandler,
 )
 from telegraphy.tornado_gateway.metrics import Metrics
+from telegraphy.tornado_gateway.server import GatewayHTTPServer, TrustedProxies, listen_sockets
 
 if TYPE_CHECKING:
     from telegraphy.tornado_gateway.gateway import Gateway
@@ -148,14 +149,19 @@ async def serve(config: Config, *, on_listening: Callable[[str], None] | None = 
     gateway = Gateway(config, metrics)
     await gateway.start()
     app = make_app(gateway)
-    server = tornado.httpserver.HTTPServer(
+    # Forwarded headers (X-Forwarded-For, X-Real-IP) count only from
+    # --trusted-proxies: anyone else could write them.
+    proxies = TrustedProxies(config.trusted_proxies)
+    if any(network.prefixlen == 0 for network in proxies.networks):
+        logger.warning("--trusted-proxies includes every address: any client can choose the address the gateway sees")
+    server = GatewayHTTPServer(
         app,
-        xheaders=True,
+        trusted_proxies=proxies,
         max_body_size=config.max_body_size + BODY_SLACK,
         idle_connection_timeout=IDLE_CONNECTION_TIMEOUT,
         body_timeout=BODY_TIMEOUT,
     )
-    sockets = tornado.netutil.bind_sockets(config.port, config.host)
+    sockets = listen_sockets(config.host, config.port, config.backlog)
     server.add_sockets(sockets)
     url = _display_url(config.host, sockets[0].getsockname()[1])
     ws_url = "ws" + url[len("http") :] + config.ws_path

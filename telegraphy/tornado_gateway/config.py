@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import logging
 import os
 import re
@@ -44,6 +45,10 @@ MIB = 1024 * KIB
 
 #: Secrets shorter than this get a warning: HS256 wants at least 256 bits.
 MIN_SECRET_LENGTH = 32
+#: Shortest ``--metrics-token`` accepted.
+MIN_METRICS_TOKEN_LENGTH = 16
+#: The default listen backlog; the kernel caps it (Linux: ``net.core.somaxconn``).
+DEFAULT_BACKLOG = 4096
 #: The embedded default store: a SQLite file in the working directory.
 DEFAULT_STORE = "sqlite:///telegraphy.sqlite3"
 
@@ -72,12 +77,19 @@ class Config:
     Attributes:
         host: the interface to listen on.
         port: the TCP port; ``0`` picks a free one.
+        backlog: the listen backlog: connections the kernel queues before
+            the gateway accepts them (capped by ``net.core.somaxconn``).
         secret: the shared HS256 secret, or ``None`` when none was given.
         insecure_dev: allow starting without a secret (a random one is used).
         realm: the single WAMP realm served.
         ws_path: the URL path of the WAMP WebSocket endpoint.
         allowed_origins: browser origins allowed to open a WebSocket besides
             the gateway's own; ``("*",)`` allows any.
+        trusted_proxies: addresses and networks (``10.0.0.0/8``) of the
+            reverse proxies whose ``X-Forwarded-For``/``X-Real-IP`` and
+            ``X-Forwarded-Proto`` headers are believed; empty: none are.
+        metrics_token: the bearer token ``GET /metrics`` requires; ``None``:
+            only loopback clients that came through no proxy may read it.
         allow_anonymous: let clients join without a connect token.
         max_message_size: largest incoming WebSocket message, in bytes.
         max_body_size: largest ``/publish`` request body, in bytes.
@@ -124,11 +136,14 @@ class Config:
 
     host: str = "127.0.0.1"
     port: int = 9000
+    backlog: int = DEFAULT_BACKLOG
     secret: str | None = None
     insecure_dev: bool = False
     realm: str = "telegraphy"
     ws_path: str = "/ws"
     allowed_origins: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+    metrics_token: str | None = None
     allow_anonymous: bool = True
     max_message_size: int = 1 * MIB
     max_body_size: int = 1 * MIB
@@ -164,9 +179,8 @@ class Config:
         fields = []
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if field.name == "secret" and value is not None:
-                value = "***"
-                fields.append(f"secret={value}")
+            if field.name in ("secret", "metrics_token") and value is not None:
+                fields.append(f"{field.name}=***")
                 continue
             fields.append(f"{field.name}={value!r}")
         return f"Config({', '.join(fields)})"
@@ -199,11 +213,14 @@ class Config:
         return cls(
             host=args.host,
             port=args.port,
+            backlog=args.backlog,
             secret=secret,
             insecure_dev=insecure_dev,
             realm=args.realm,
             ws_path=args.ws_path,
             allowed_origins=args.allowed_origins,
+            trusted_proxies=args.trusted_proxies,
+            metrics_token=args.metrics_token,
             allow_anonymous=allow_anonymous,
             max_message_size=args.max_message_size,
             max_body_size=args.max_body_size,
@@ -356,6 +373,10 @@ def _port(value: int) -> str | None:
     return None if 0 <= value <= 65535 else "is not a port (0-65535)"
 
 
+def _backlog(value: int) -> str | None:
+    return None if 1 <= value <= 65535 else "is not a backlog (1-65535)"
+
+
 def _positive(value: float) -> str | None:
     return None if value > 0 else "must be greater than 0"
 
@@ -387,6 +408,29 @@ def _origins(text: str) -> tuple[str, ...]:
             raise ValueError(f"{item.strip()!r} is not an origin (expected scheme://host[:port], or *)")
         origins.append(origin)
     return tuple(dict.fromkeys(origins))
+
+
+def _networks(text: str) -> tuple[str, ...]:
+    """Parse ``--trusted-proxies``: comma-separated addresses and CIDR networks."""
+    networks = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            # strict=False: "10.1.2.3/8" means the network 10.0.0.0/8.
+            network = ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network (expected e.g. 10.0.0.5, 10.0.0.0/8, fd00::/8)") from None
+        networks.append(str(network))
+    return tuple(dict.fromkeys(networks))
+
+
+def _metrics_token(text: str) -> str:
+    token = text.strip()
+    if len(token) < MIN_METRICS_TOKEN_LENGTH or any(c.isspace() or not c.isprintable() for c in token):
+        raise ValueError(f"the metrics token must be at least {MIN_METRICS_TOKEN_LENGTH} printable characters without spaces")
+    return token
 
 
 def _channels(text: str) -> tuple[Any, ...]:
@@ -523,6 +567,17 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         _port,
         metavar="PORT",
     )
+    add(
+        "--backlog",
+        ["TELEGRAPHY_BACKLOG"],
+        DEFAULT_BACKLOG,
+        str(DEFAULT_BACKLOG),
+        int,
+        "listen backlog: connections the kernel queues before the gateway accepts them; "
+        "the kernel caps it (Linux: net.core.somaxconn, a warning says so at start)",
+        _backlog,
+        metavar="N",
+    )
     parser.add_argument(
         "--secret",
         default=None,
@@ -555,6 +610,26 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "comma-separated browser origins allowed to open a WebSocket, like https://example.com, or *; "
         "same-origin and no-Origin clients are always allowed",
         metavar="ORIGINS",
+    )
+    add(
+        "--trusted-proxies",
+        ["TELEGRAPHY_TRUSTED_PROXIES"],
+        (),
+        '"" (none: forwarded headers are ignored)',
+        _networks,
+        "comma-separated addresses and networks (CIDR) of reverse proxies whose X-Forwarded-For, X-Real-IP "
+        "and X-Forwarded-Proto headers are believed; from any other peer they are ignored",
+        metavar="ADDRESSES",
+    )
+    add(
+        "--metrics-token",
+        ["TELEGRAPHY_METRICS_TOKEN"],
+        None,
+        "none (only loopback clients not behind a proxy may read /metrics)",
+        _metrics_token,
+        f"bearer token GET /metrics requires (at least {MIN_METRICS_TOKEN_LENGTH} characters); "
+        "prefer the env var, flags show in the process list",
+        metavar="TOKEN",
     )
     parser.add_argument(
         "--allow-anonymous",

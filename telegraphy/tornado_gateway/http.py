@@ -7,7 +7,13 @@ receives as its ``gateway`` init argument (see :mod:`.app`).
 
 Every error response, including Tornado's own (405, 500, …), has one JSON
 shape, ``{"error": "<code>", "detail": "<what and where>"}``; a 500 carries
-no detail, and its traceback goes to the log, never to the peer.
+no detail, and its traceback goes to the log, never to the peer. Requests
+refused before a handler exists (malformed HTTP, oversized heads and
+bodies) get the same shape from :mod:`.server`.
+
+``GET /health`` says only ``{"status": "ok"}``. ``GET /metrics`` requires
+``--metrics-token`` as a bearer token when set, and otherwise answers only
+local clients that came through no proxy (403 ``forbidden`` for others).
 
 Publish error codes: ``unauthorized`` (401), ``invalid_json``,
 ``invalid_event``, ``empty_batch``, ``batch_too_large`` (400),
@@ -32,6 +38,7 @@ safe).
 
 from __future__ import annotations
 
+import hmac
 import inspect
 import json
 import logging
@@ -42,10 +49,10 @@ from typing import TYPE_CHECKING, Any
 
 import tornado.web
 
-from telegraphy import __version__
 from telegraphy.event import InvalidEvent, json_type, validate_event
 from telegraphy.tokens import TokenError, verify_manage_token, verify_publish_token
 from telegraphy.tornado_gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from telegraphy.tornado_gateway.server import TrustedProxies, is_local_request
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -512,25 +519,49 @@ def parse_revoke_body(body: bytes) -> tuple[str, bool, dict[str, Any] | None]:
 
 
 class HealthHandler(_GatewayHandler):
-    """``GET /health``: liveness, version, uptime and current load."""
+    """``GET /health``: liveness only, open to anyone.
+
+    It says nothing else (no version, uptime or counts): anyone can read
+    it, and activity is for ``/metrics``, which is protected.
+    """
 
     def get(self) -> None:
-        """Answer 200 with the status document."""
-        gauges = self.gateway.gauges()
-        self.write_json(
-            200,
-            {
-                "status": "ok",
-                "version": __version__,
-                "uptime": round(time.monotonic() - self.gateway.started_at, 3),
-                "connections": int(gauges.get("connections", 0)),
-                "sessions": int(gauges.get("sessions", 0)),
-            },
-        )
+        """Answer 200 ``{"status": "ok"}``."""
+        self.write_json(200, {"status": "ok"})
 
 
 class MetricsHandler(_GatewayHandler):
-    """``GET /metrics``: every counter and gauge in Prometheus text format."""
+    """``GET /metrics``: every counter and gauge in Prometheus text format.
+
+    With ``--metrics-token`` set, the request must carry ``Authorization:
+    Bearer <token>``. Without it, only a client on this host that came
+    through no proxy may read it (a loopback peer that is not a trusted
+    proxy and sent no forwarding header); anyone else gets 403.
+    """
+
+    def prepare(self) -> None:
+        """Refuse the request unless it may read the metrics."""
+        token = self.gateway.config.metrics_token
+        challenge = 'Bearer realm="telegraphy-metrics"'
+        if token is None:
+            if not is_local_request(self.request, TrustedProxies(self.gateway.config.trusted_proxies)):
+                raise ApiError(
+                    403,
+                    "forbidden",
+                    "metrics are served to local clients only: set --metrics-token to scrape them remotely",
+                )
+            return
+        header = self.request.headers.get("Authorization", "").strip()
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <metrics token>'", headers={"WWW-Authenticate": challenge})
+        if not hmac.compare_digest(given.strip().encode(), token.encode()):
+            raise ApiError(
+                401,
+                "unauthorized",
+                "invalid metrics token",
+                headers={"WWW-Authenticate": f'{challenge}, error="invalid_token"'},
+            )
 
     def get(self) -> None:
         """Answer 200 with the exposition text."""

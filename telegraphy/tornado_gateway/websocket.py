@@ -32,8 +32,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import tornado.web
-
+from telegraphy.tornado_gateway.http import JsonHandler
 from telegraphy.wamp import JSON, MSGPACK, WireCodec
 from telegraphy.websocket import (
     CLOSE_PROTOCOL_ERROR,
@@ -72,7 +71,7 @@ SUBPROTOCOLS: dict[str, WireCodec] = {
 }
 
 
-class WebSocketUpgradeHandler(tornado.web.RequestHandler):
+class WebSocketUpgradeHandler(JsonHandler):
     """``GET /ws``: the opening handshake; errors are JSON like the rest of the HTTP API."""
 
     def initialize(self, gateway: Gateway) -> None:

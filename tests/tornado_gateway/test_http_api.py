@@ -15,9 +15,8 @@ import jwt
 import pytest
 import tornado.testing
 import tornado.web
-from gateway_helpers import GatewayProcess, free_port, run_gateway, start_gateway, wait_for
+from gateway_helpers import GatewayProcess, free_port, run_gateway, start_gateway
 
-import telegraphy
 from telegraphy.tokens import mint_connect_token, mint_publish_token
 from telegraphy.tornado_gateway.app import make_app
 from telegraphy.tornado_gateway.config import Config
@@ -422,15 +421,10 @@ def test_keep_alive_many_publishes_on_one_connection(shared: GatewayProcess) -> 
 
 
 def test_health(shared: GatewayProcess) -> None:
-    """GET /health reports ok, the version, uptime and current counts."""
+    """GET /health reports ok and nothing else (version, uptime and counts are for /metrics)."""
     response = request(shared, "GET", "/health")
     assert response.status == 200
-    body = response.json()
-    assert body["status"] == "ok" and body["version"] == telegraphy.__version__
-    assert isinstance(body["uptime"], (int, float)) and body["uptime"] >= 0
-    assert isinstance(body["connections"], int) and isinstance(body["sessions"], int)
-    later = wait_for(lambda: (b := request(shared, "GET", "/health").json())["uptime"] > body["uptime"] and b)
-    assert later["uptime"] > body["uptime"]
+    assert response.json() == {"status": "ok"}
 
 
 def test_metrics_exposition_format(fresh: GatewayProcess) -> None:

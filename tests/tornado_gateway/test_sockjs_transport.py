@@ -291,10 +291,11 @@ async def wait_until(condition: Any, message: str) -> None:
     await wait_for_async(condition, STEP, 0.05, message)
 
 
-async def health(gateway: GatewayProcess) -> dict[str, Any]:
-    response = await fetch(f"{gateway.url}/health")
-    result: dict[str, Any] = json.loads(response.body)
-    return result
+async def gauges(gateway: GatewayProcess) -> dict[str, float]:
+    """Read the current connection and session counts from /metrics (/health only says "ok")."""
+    text = (await fetch(f"{gateway.url}/metrics")).body.decode()
+    samples = dict(line.split(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    return {name: float(samples[f"telegraphy_{name}"]) for name in ("connections", "sessions")}
 
 
 @pytest.fixture(scope="module")
@@ -446,7 +447,7 @@ def test_heartbeats_and_session_timeout(gateway_process: Any) -> None:
         await streaming.close()
         polling = await SockJSWamp.connect(gateway, "xhr")
         await polling.join()
-        assert (await health(gateway))["sessions"] == 1
+        assert (await gauges(gateway))["sessions"] == 1
         session_url = polling.url
         await polling.close()  # no receiver any more: 1002, then the timeout
         await wait_until(
@@ -466,17 +467,17 @@ async def _status(url: str, status: int) -> bool:
 
 
 async def _health_is(gateway: GatewayProcess, **expected: int) -> bool:
-    current = await health(gateway)
+    current = await gauges(gateway)
     return all(current[name] == value for name, value in expected.items())
 
 
 def test_sockjs_sessions_count_as_connections(gateway: GatewayProcess) -> None:
-    """An open SockJS session counts in /health and /metrics like a WebSocket connection."""
+    """An open SockJS session counts in /metrics like a WebSocket connection."""
 
     async def scenario() -> None:
         client = await SockJSWamp.connect(gateway, "eventsource")
         await client.join()
-        assert (await health(gateway))["connections"] == 1
+        assert (await gauges(gateway))["connections"] == 1
         metrics = (await fetch(f"{gateway.url}/metrics")).body.decode()
         assert "telegraphy_connections 1" in metrics and "telegraphy_connections_opened_total 1" in metrics
 
