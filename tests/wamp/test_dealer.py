@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from wamp_peers import JSON_CODEC, MSGPACK_CODEC, Peers
+from wamp_peers import JSON_CODEC, MSGPACK_CODEC, Peers, open_channels
 
 from telegraphy.wamp import CLOSE_PROTOCOL_ERROR, ServerSession, SessionState, WireCodec, uris
 from telegraphy.wamp.messages import Abort, Call, Error, Invocation, Register, Registered, Result, Unregistered, Yield
@@ -12,7 +12,7 @@ from telegraphy.wamp.messages import Abort, Call, Error, Invocation, Register, R
 @pytest.fixture
 def peers() -> Peers:
     """A router allowing anonymous sessions."""
-    return Peers()
+    return Peers(channels=open_channels())
 
 
 def _register(peers: Peers, callee: ServerSession, procedure: str, request: int = 1) -> int:
