@@ -228,9 +228,12 @@ class WebTopics:
         return True
 
     def entries(self) -> list[dict[str, str]]:
-        """The stored form: ``{"topic", "match"}`` objects, ``match`` being ``exact`` or ``prefix``."""
+        """The stored form: ``{"topic", "match"}`` objects, ``match`` being ``exact``, ``prefix`` or ``all``.
+
+        Topics are never empty: folding everything is ``{"topic": "*", "match": "all"}``.
+        """
         return [{"topic": t, "match": "exact"} for t in sorted(self._exact)] + [
-            {"topic": p, "match": "prefix"} for p in sorted(self._prefixes)
+            {"topic": p, "match": "prefix"} if p else {"topic": "*", "match": "all"} for p in sorted(self._prefixes)
         ]
 
     def load(self, entries: Iterable[Mapping[str, Any]]) -> None:
@@ -239,7 +242,9 @@ class WebTopics:
             topic = entry.get("topic")
             if not isinstance(topic, str):
                 continue
-            if entry.get("match") == "prefix":
+            if entry.get("match") == "all":
+                self._add_prefix("")
+            elif entry.get("match") == "prefix":
                 self._add_prefix(topic)
             elif not self.covers(topic):
                 self._exact.add(topic)

@@ -448,3 +448,10 @@ def test_web_topics_stay_bounded_and_forget_nothing() -> None:
     exact = WebTopics()
     exact.load([{"topic": "a.b"}, {"topic": 5}, {"topic": "c.", "match": "prefix"}])
     assert exact.covers("a.b") and not exact.covers("a.c") and exact.covers("c.d") and len(exact) == 2
+    one = WebTopics(limit=1)
+    one.add("a")
+    one.add("b")  # no siblings to fold: every topic is refused (fail closed)
+    assert one.covers("anything") and one.entries() == [{"topic": "*", "match": "all"}]
+    again = WebTopics()
+    again.load(one.entries())
+    assert again.covers("z.z")
