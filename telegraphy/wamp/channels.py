@@ -141,7 +141,7 @@ def parse_channels(value: str | Sequence[Any]) -> tuple[Channel | Procedure, ...
             entries.append(_parse_procedure(item, f"procedure {index}"))
             continue
         if not isinstance(item, Mapping) or not isinstance(item.get("topic"), str):
-            raise ValueError(f"{where}: an object with a string 'topic' is expected (or 'procedure' for a procedure)")
+            raise ValueError(f"{where}: an object with a string 'topic' is expected")
         unknown = set(item) - {"topic", "match", "subscribe", "publish"}
         if unknown:
             raise ValueError(f"{where}: unknown key {sorted(unknown)[0]!r}")

@@ -163,8 +163,9 @@ def test_invalid_audience_is_refused_at_publish(gateway: GatewayProcess) -> None
 
 
 @SERIALIZERS
-def test_private_channel(gateway: GatewayProcess, serializer: type) -> None:
+def test_private_channel(gateway_process: Callable[..., GatewayProcess], serializer: type) -> None:
     """Another user's SUBSCRIBE to user.7.inbox is not authorized; a prefix subscription to user. gets its own user's events only."""
+    gateway = gateway_process("--channels", json.dumps([{"topic": "user.", "match": "prefix", "publish": "authenticated"}]))
 
     async def scenario() -> None:
         owner = await connect_user(gateway, serializer, "7")
