@@ -79,6 +79,19 @@ def test_disclose_me_names_the_caller(peers: Peers) -> None:
     peers.send(caller, Call(1, {"disclose_me": True}, "p"))
     invocation = peers.read_one(callee)
     assert isinstance(invocation, Invocation) and invocation.details == {"caller": caller.id, "caller_authid": "anonymous", "caller_authrole": "anonymous"}
+    peers.send(caller, Call(2, {}, "p"))
+    invocation = peers.read_one(callee)
+    assert isinstance(invocation, Invocation) and invocation.details == {}
+
+
+def test_backend_callees_always_learn_the_caller(peers: Peers) -> None:
+    """A backend callee's INVOCATION names the caller (session, authid, authrole) even without disclose_me."""
+    backend, caller = peers.join(user="svc", authrole="backend"), peers.join(user="8")
+    _register(peers, backend, "app.payments.charge")
+    peers.send(caller, Call(1, {}, "app.payments.charge", [100]))
+    invocation = peers.read_one(backend)
+    assert isinstance(invocation, Invocation)
+    assert invocation.details == {"caller": caller.id, "caller_authid": "8", "caller_authrole": "user"}
 
 
 def test_duplicate_registration(peers: Peers) -> None:
