@@ -63,6 +63,9 @@ class Dealer:
     def registrations(self) -> list[Registration]:
         return list(self._by_id.values())
 
+    def get(self, registration_id: int) -> Registration | None:
+        return self._by_id.get(registration_id)
+
     def register(self, session: ServerSession, procedure: str, options: dict[str, Any]) -> Registration:
         """Register ``procedure`` for ``session``.
 

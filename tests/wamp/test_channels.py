@@ -455,3 +455,15 @@ def test_web_topics_stay_bounded_and_forget_nothing() -> None:
     again = WebTopics()
     again.load(one.entries())
     assert again.covers("z.z")
+
+
+def test_registrations_the_new_grants_refuse_are_dropped() -> None:
+    """A bot that loses its group loses its registration: the next CALL gets no_such_procedure."""
+    peers = Peers(channels=ChannelPolicy(parse_channels(PROCEDURES)))
+    bot, caller = peers.join(user="5", claims={"groups": ["bots"]}), peers.join(user="3")
+    peers.send(bot, Register(1, {}, "chat.bot.ask"))
+    assert isinstance(peers.read_one(bot), Registered)
+    peers.router.revoke("5", 0.0, grants=Grants("5"))
+    assert bot.registrations == set() and peers.router.counts()["registrations"] == 0
+    peers.send(caller, Call(1, {}, "chat.bot.ask"))
+    assert _error(peers, caller).error == uris.NO_SUCH_PROCEDURE
