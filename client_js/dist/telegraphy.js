@@ -711,6 +711,32 @@ function eventPosition(details, event) {
   return null;
 }
 
+/** `publisher_authrole` of events the web app published through the gateway's HTTP API. */
+const WEB_PUBLISHER = 'web';
+
+/**
+ * Who published an EVENT, from its details (WAMP advanced profile,
+ * "Publisher Identification"; the gateway always sends them):
+ * `{web: true, session: null, authid: null, authrole: 'web'}` for an event of
+ * the web app (the HTTP API; no WAMP session can produce that marking), else
+ * `{web: false, session, authid, authrole}` for an event a WAMP session
+ * published; null when the details name no publisher.
+ * @param {Object} details EVENT.Details
+ * @returns {?{web: boolean, session: ?number, authid: ?string, authrole: ?string}}
+ */
+function eventPublisher(details) {
+  if (!isPlainObject(details)) {
+    return null;
+  }
+  const session = Number.isInteger(details.publisher) ? details.publisher : null;
+  const authid = typeof details.publisher_authid === 'string' ? details.publisher_authid : null;
+  const authrole = typeof details.publisher_authrole === 'string' ? details.publisher_authrole : null;
+  if (session === null && authid === null && authrole === null) {
+    return null;
+  }
+  return { web: session === null && authrole === WEB_PUBLISHER, session, authid, authrole };
+}
+
 /**
  * A WAMP client session. See the module comment for the order of calls.
  */
@@ -1095,6 +1121,7 @@ class Session {
       topic: typeof message.details.topic === 'string' ? message.details.topic : null,
       subscriptionId: message.subscriptionId,
       publicationId: message.publicationId,
+      publisher: eventPublisher(message.details),
       details: message.details,
       args: message.args,
       kwargs: message.kwargs,

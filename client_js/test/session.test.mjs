@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 
 import { CallbackError, ConnectionError, ProtocolError, UsageError, WampError } from '../src/errors.js';
 import {
-  CLIENT_ROLES, canonicalJson, helloDetails, Session, SessionState, subscriptionKey,
+  CLIENT_ROLES, canonicalJson, eventPublisher, helloDetails, Session, SessionState, subscriptionKey,
 } from '../src/session.js';
 
 /** A session with recording callbacks. */
@@ -150,6 +150,25 @@ describe('session: subscriptions', () => {
     assert.equal(info.subscriptionId, 500);
     assert.equal(info.publicationId, 9);
     assert.deepEqual(info.details, { publisher: 3 });
+  });
+
+  test('handlers learn who published: the web app or a session with its authid', () => {
+    /** info.publisher comes from the Publisher Identification details; only a session-less "web" role is the web app. */
+    const { session } = establishedSession();
+    const seen = [];
+    session.addHandler('app.A', null, (event, info) => seen.push(info.publisher));
+    session.receive([33, 1, 500]);
+    session.receive([36, 500, 1, { publisher_authrole: 'web' }, [{}]]);
+    session.receive([36, 500, 2, { publisher: 3, publisher_authid: '7', publisher_authrole: 'user' }, [{}]]);
+    session.receive([36, 500, 3, {}, [{}]]);
+    assert.deepEqual(seen, [
+      { web: true, session: null, authid: null, authrole: 'web' },
+      { web: false, session: 3, authid: '7', authrole: 'user' },
+      null,
+    ]);
+    // A session id rules out the web app, whatever role is claimed.
+    assert.equal(eventPublisher({ publisher: 5, publisher_authrole: 'web' }).web, false);
+    assert.equal(eventPublisher(null), null);
   });
 
   test('removing the last handler unsubscribes', () => {

@@ -99,7 +99,10 @@ class Config:
             is disconnected.
         channels: the declared client channels (parsed by
             :func:`telegraphy.wamp.channels.parse_channels`), or ``None`` for
-            the default (anyone subscribes, authenticated users publish).
+            the default (anyone subscribes, clients publish nowhere, only
+            backend sessions register, signed-in sessions call).
+        max_web_topics: most topics of web-app events remembered as never
+            client-publishable (siblings fold into a prefix beyond).
         max_subscriptions: most subscriptions per session; ``0``: no limit.
         publish_rate: client PUBLISHes per second per session; ``0``: no limit.
         publish_burst: client PUBLISHes a session may send at once.
@@ -151,6 +154,7 @@ class Config:
     jwt_leeway: float = 5.0
     outgoing_buffer: int = 4 * MIB
     channels: tuple[Any, ...] | None = None
+    max_web_topics: int = 10_000
     max_subscriptions: int = 1000
     publish_rate: float = 50.0
     publish_burst: int = 100
@@ -228,6 +232,7 @@ class Config:
             jwt_leeway=args.jwt_leeway,
             outgoing_buffer=args.outgoing_buffer,
             channels=args.channels,
+            max_web_topics=args.max_web_topics,
             max_subscriptions=args.max_subscriptions,
             publish_rate=args.publish_rate,
             publish_burst=args.publish_burst,
@@ -682,12 +687,23 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "--channels",
         ["TELEGRAPHY_CHANNELS"],
         None,
-        "none (anyone subscribes, authenticated users publish, anywhere)",
+        "none (anyone subscribes; clients publish nowhere; only backend sessions register; signed-in sessions call)",
         _channels,
-        "the client channels as a JSON list, or @PATH of a JSON file: "
-        '[{"topic": "chat.", "match": "prefix", "subscribe": "authenticated", "publish": "authenticated"}, …]; '
+        "the client channels and procedures as a JSON list, or @PATH of a JSON file: "
+        '[{"topic": "chat.", "match": "prefix", "subscribe": "authenticated", "publish": "authenticated"}, '
+        '{"procedure": "app.search.", "match": "prefix", "register": null, "call": "public"}, …]; '
         "publishing outside them is refused",
         metavar="JSON_OR_@FILE",
+    )
+    add(
+        "--max-web-topics",
+        ["TELEGRAPHY_MAX_WEB_TOPICS"],
+        10_000,
+        "10000",
+        int,
+        "most topics of web-app events remembered as never client-publishable; beyond, siblings fold into one prefix",
+        _positive,
+        metavar="N",
     )
     add(
         "--max-subscriptions",

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .config import Config
     from .metrics import Metrics
     from .persistence import Persistence
+    from .web_topics import StoredWebTopics
 
 __all__ = ["Gateway", "RevocationIncomplete"]
 
@@ -74,7 +75,7 @@ class Gateway:
         self.started_at = time.monotonic()
         self.connections: set[WampWebSocketProtocol] = set()
         authenticator = Authenticator(config.secret, allow_anonymous=config.allow_anonymous, leeway=config.jwt_leeway)
-        channels = ChannelPolicy() if config.channels is None else ChannelPolicy(config.channels)
+        channels = ChannelPolicy(config.channels or (), max_web_topics=config.max_web_topics)
         limits = SessionLimits(
             max_subscriptions=config.max_subscriptions, publish_rate=config.publish_rate, publish_burst=config.publish_burst
         )
@@ -88,6 +89,8 @@ class Gateway:
         self.store: Store | None = None
         self.persistence: Persistence | None = None
         self.bus: Bus | None = None
+        #: Saves the topics of web-app events (set by :meth:`start` with a store).
+        self.web_topics: StoredWebTopics | None = None
         #: Set by the SockJS endpoints when they share sessions over the bus.
         self.sockjs_nodes: Any = None
         self._trimmer: tornado.ioloop.PeriodicCallback | None = None
@@ -172,6 +175,10 @@ class Gateway:
             self.config.store, max_events=self.config.history_max_events, max_age=self.config.history_max_age
         )
         await self.store.open()
+        from .web_topics import StoredWebTopics
+
+        self.web_topics = StoredWebTopics(self.router.channels.web_topics, self.store)
+        await self.web_topics.load()
         self.persistence = Persistence(self.router, self.store, session_ttl=self.config.session_ttl)
         self.persistence.on_revocation = self._remote_revocation
         if not self.config.bus.lower().startswith("local"):
@@ -290,6 +297,8 @@ class Gateway:
             self._trimmer.stop()
         if self.persistence is not None:
             await self.persistence.close()
+        if self.web_topics is not None:
+            await self.web_topics.close()
         if self.sockjs_nodes is not None:
             await self.sockjs_nodes.close()
         if self.bus is not None:

@@ -32,9 +32,15 @@ from ..tokens import TokenError, verify_connect_token, wampcra_key
 from .errors import AuthenticationFailed, uris
 from .messages import Authenticate, Challenge, Hello
 
-__all__ = ["AUTH_PROVIDER", "Authenticator", "Identity", "PendingChallenge"]
+__all__ = ["AUTH_PROVIDER", "BACKEND_ROLE", "WEB_ROLE", "Authenticator", "Identity", "PendingChallenge"]
 
 AUTH_PROVIDER = "telegraphy"
+#: The authrole of trusted services (a connect token minted with
+#: ``authrole="backend"``): they may register procedures (see :mod:`.channels`).
+BACKEND_ROLE = "backend"
+#: The ``publisher_authrole`` of events published through the HTTP API;
+#: reserved, so no session has it and no client can pass for the web app.
+WEB_ROLE = "web"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,4 +150,6 @@ class Authenticator:
         if pending.authid and pending.authid != subject:
             raise AuthenticationFailed(f"ticket is for another authid than {pending.authid!r}")
         role = claims.get("authrole") or "user"
+        if role == WEB_ROLE:
+            raise AuthenticationFailed(f"ticket refused: authrole {WEB_ROLE!r} is reserved for the web app's HTTP API", uris.NOT_AUTHORIZED)
         return Identity(authid=subject, authrole=str(role), authmethod="ticket", claims=claims)

@@ -6,7 +6,9 @@ One callee per procedure (``invoke: single``, the basic profile's only
 policy). When a callee leaves, its pending calls fail with
 ``wamp.error.canceled``; when a caller leaves, results for it are dropped.
 Procedures under ``wamp.`` are the router's own (:mod:`.meta`): answered at
-once, never forwarded.
+once, never forwarded. Who may register and call what is decided before the
+dealer is asked (:mod:`.channels`); an INVOCATION to a ``backend`` callee
+always names the caller.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import meta
+from .auth import BACKEND_ROLE
 from .errors import ApplicationError, uris
 from .messages import Call, Error, Invocation, Result, Yield
 
@@ -59,6 +62,9 @@ class Dealer:
     @property
     def registrations(self) -> list[Registration]:
         return list(self._by_id.values())
+
+    def get(self, registration_id: int) -> Registration | None:
+        return self._by_id.get(registration_id)
 
     def register(self, session: ServerSession, procedure: str, options: dict[str, Any]) -> Registration:
         """Register ``procedure`` for ``session``.
@@ -110,8 +116,10 @@ class Dealer:
         callee = registration.callee
         request = callee.next_request_id()
         details: dict[str, Any] = {}
-        if call.options.get("disclose_me"):
-            # Advanced profile, "Caller Identification".
+        if call.options.get("disclose_me") or (callee.identity is not None and callee.identity.authrole == BACKEND_ROLE):
+            # Advanced profile, "Caller Identification": on request, and
+            # always to a backend callee (the Dealer may disclose by policy),
+            # which must know whom it acts for.
             details["caller"] = caller.id
             if caller.identity is not None:
                 details["caller_authid"] = caller.identity.authid

@@ -24,7 +24,7 @@ from typing import Any
 from . import meta
 from .audience import Grants, InvalidAudience, Visibility, grants_of
 from .auth import Authenticator, Identity
-from .channels import ChannelPolicy
+from .channels import WEB_ROLE, ChannelPolicy
 from .broker import AuthLists, Broker, filter_target
 from .dealer import Dealer
 from .errors import ApplicationError, LocalProtocolError, uris
@@ -38,9 +38,10 @@ __all__ = ["DEFAULT_REALM", "Publication", "Realm", "Router", "RouterStats"]
 
 DEFAULT_REALM = "telegraphy"
 
-#: What a session may do, by kind of identity. Authenticated users may do
-#: everything; anonymous peers may subscribe and call. URIs under ``wamp.``
-#: are the router's own (WAMP §7.1.2) and never published or registered by peers.
+#: What a session may do, by kind of identity, before the channel and
+#: procedure policy (:mod:`.channels`) decides where: anonymous peers never
+#: publish or register. URIs under ``wamp.`` are the router's own (WAMP
+#: §7.1.2) and never published or registered by peers.
 ACTIONS = frozenset({"subscribe", "publish", "call", "register"})
 ANONYMOUS_ACTIONS = frozenset({"subscribe", "call"})
 #: The roles that may call the meta procedures (``wamp.session.list``, …).
@@ -257,17 +258,24 @@ class Router:
         """Raise :class:`ApplicationError` unless ``identity`` may do ``action`` on ``uri``.
 
         Roles decide the kinds of action; the channel policy decides which
-        topics may be subscribed to and published on (see :mod:`.channels`).
+        topics may be subscribed to and published on, and which procedures
+        registered and called (see :mod:`.channels`).
         """
         if action in ("publish", "register") and uri.startswith("wamp."):
             raise ApplicationError(uris.INVALID_URI, f"uri {uri!r} is reserved for the router")
         allowed = self.anonymous_actions if identity.anonymous else ACTIONS
         if action not in allowed:
             raise ApplicationError(uris.NOT_AUTHORIZED, f"{identity.authrole} sessions may not {action} {uri!r}")
+        if grants is None:
+            grants = grants_of(identity)
         if action in ("subscribe", "publish"):
-            refused = self.channels.check(grants if grants is not None else grants_of(identity), action, uri, match)
-            if refused is not None:
-                raise ApplicationError(uris.NOT_AUTHORIZED, refused)
+            refused = self.channels.check(grants, action, uri, match)
+        elif action == "call" and uri.startswith("wamp."):
+            refused = None  # the router's own procedures: meta roles below
+        else:
+            refused = self.channels.check_procedure(grants, identity.authrole, action, uri)
+        if refused is not None:
+            raise ApplicationError(uris.NOT_AUTHORIZED, refused)
         if action == "call" and uri in meta.PROCEDURES and identity.authrole not in self.meta_roles:
             raise ApplicationError(uris.NOT_AUTHORIZED, f"{identity.authrole} sessions may not call {uri!r}")
 
@@ -287,7 +295,14 @@ class Router:
         """Publish an event in ``realm`` and return its publication id.
 
         The event is delivered at once, or handed to the ``sequencer`` when
-        one is set.
+        one is set. Its EVENT.Details always say who published it (advanced
+        profile, "Publisher Identification": the Broker may disclose the
+        publisher by policy even when not asked): a session's ``publisher``
+        id, ``publisher_authid`` and ``publisher_authrole``; for an event of
+        the web app (no ``publisher`` session) ``publisher_authrole`` is
+        :data:`~.channels.WEB_ROLE`, which no session can have. The details
+        are stored with the event and travel with it to replays and other
+        nodes.
 
         Raises:
             ApplicationError: ``wamp.error.invalid_argument`` for malformed options.
@@ -299,8 +314,10 @@ class Router:
         exclude = _session_ids(options, "exclude")
         eligible = _session_ids(options, "eligible")
         authlists = AuthLists.parse(options)
-        details: dict[str, Any] | None = None
-        if publisher is not None and options.get("disclose_me"):
+        details: dict[str, Any]
+        if publisher is None:
+            details = {"publisher_authrole": WEB_ROLE}
+        else:
             details = {"publisher": publisher.id}
             if publisher.identity is not None:
                 details["publisher_authid"] = publisher.identity.authid
@@ -310,7 +327,7 @@ class Router:
         except InvalidAudience as exc:
             raise ApplicationError(uris.INVALID_ARGUMENT, str(exc)) from None
         publication = Publication(
-            realm, topic, self._random.randint(1, MAX_ID), args, kwargs, details or {},
+            realm, topic, self._random.randint(1, MAX_ID), args, kwargs, details,
             publisher, exclude_me, exclude, eligible, event, visibility, authlists,
         )
         if self.sequencer is not None:
@@ -326,6 +343,9 @@ class Router:
         stream; it travels in EVENT.Details (and in ``meta`` of Telegraphy events).
         """
         details = publication.details
+        if publication.publisher is None and details.get("publisher_authrole") == WEB_ROLE:
+            # A web-app event, maybe from another node: its topic is the web app's.
+            self.channels.web_topics.add(publication.topic)
         if position is not None:
             epoch, offset = position
             details = {**details, "epoch": epoch, "offset": offset}
@@ -350,13 +370,15 @@ class Router:
         """Publish a Telegraphy event (see :mod:`telegraphy.event`) on the topic ``event["name"]``.
 
         Sets ``event["meta"]["id"]`` to a fresh unique id and returns it. The
-        event must already be valid.
+        event must already be valid. Its topic is remembered as the web app's
+        (:class:`~.channels.WebTopics`): no client may publish on it from now on.
         """
         meta = event.get("meta")
         if meta is None:
             meta = event["meta"] = {}
         event_id = uuid.uuid4().hex
         meta["id"] = event_id
+        self.channels.web_topics.add(event["name"])
         self.publish(self.realms[realm or self.default_realm], event["name"], [event], None, event=True)
         return event_id
 

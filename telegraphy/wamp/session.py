@@ -416,7 +416,9 @@ class ServerSession:
         Exact subscriptions to topics the channel policy no longer lets the
         session subscribe to are dropped, without a message to the peer
         (the events simply stop). Pattern subscriptions stay: every event
-        they match is checked against the grants anyway.
+        they match is checked against the grants anyway. Registrations the
+        procedure policy no longer allows are dropped the same way (calls
+        then get ``wamp.error.no_such_procedure``).
         """
         self.grants = grants
         realm = self.realm
@@ -431,6 +433,12 @@ class ServerSession:
                 realm.broker.unsubscribe(self, subscription_id)
                 self.subscriptions.discard(subscription_id)
                 dropped.append(subscription_id)
+        authrole = self.identity.authrole if self.identity is not None else ""
+        for registration_id in sorted(self.registrations):
+            registration = realm.dealer.get(registration_id)
+            if registration is not None and self._router.channels.check_procedure(grants, authrole, "register", registration.procedure):
+                realm.dealer.unregister(self, registration_id)
+                self.registrations.discard(registration_id)
         if dropped:
             self._router.session_changed(self)
         return dropped

@@ -89,6 +89,15 @@ def test_token_permissions_setting_and_channels_add_relevant_permissions(setting
     assert "testapp.delete_order" in relevant_permissions()
 
 
+def test_procedure_declarations_add_their_permissions(settings):
+    """Procedure entries of TELEGRAPHY_CHANNELS (register and call audiences) make their permissions relevant too."""
+    settings.TELEGRAPHY_CHANNELS = [
+        {"topic": "chat.", "match": "prefix", "publish": "authenticated"},
+        {"procedure": "app.refund", "register": {"permissions": ["testapp.add_order"]}, "call": {"permissions": ["testapp.change_order"]}},
+    ]
+    assert {"testapp.add_order", "testapp.change_order"} <= relevant_permissions()
+
+
 def test_superuser_claim_and_no_perms_list(order_event):
     """A superuser's token says superuser and lists no permissions (superuser covers them)."""
     root = User.objects.create(username="root", is_superuser=True)

@@ -94,7 +94,10 @@ def test_allowed_origins_setting(popen, settings):
 
 def test_channels_setting_goes_to_the_gateway_as_json(settings):
     """TELEGRAPHY_CHANNELS (a list, or JSON text) reaches the gateway as JSON in its environment."""
-    channels = [{"topic": "chat.", "match": "prefix", "subscribe": "authenticated", "publish": "authenticated"}]
+    channels = [
+        {"topic": "chat.", "match": "prefix", "subscribe": "authenticated", "publish": "authenticated"},
+        {"procedure": "app.search.", "match": "prefix", "call": "public"},
+    ]
     settings.TELEGRAPHY_CHANNELS = channels
     assert json.loads(gateway_environment(base={})["TELEGRAPHY_CHANNELS"]) == channels
     settings.TELEGRAPHY_CHANNELS = '[{"topic": "news"}]'

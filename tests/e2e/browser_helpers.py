@@ -6,6 +6,7 @@ fixtures that use them are in this directory's ``conftest.py``.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -49,6 +50,9 @@ CHROMIUM_ARGS = [
 DEMO_DIR = REPO_ROOT / "demo_project"
 MANAGE = DEMO_DIR / "manage.py"
 TOPIC = "demo.MyModel"
+#: Signed-in pages may publish on e2e.* topics (clients publish nowhere by
+#: default); e2e.* procedures are registered by backend sessions.
+E2E_CHANNELS = json.dumps([{"topic": "e2e.", "match": "prefix", "publish": "authenticated"}])
 
 #: Seconds for Django to answer its first request.
 DJANGO_READY_TIMEOUT = 30.0
@@ -96,7 +100,7 @@ class DemoSite:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.origin = self.url
-        self.gateway: GatewayProcess = start_gateway("--allowed-origins", self.origin)
+        self.gateway: GatewayProcess = start_gateway("--allowed-origins", self.origin, "--channels", E2E_CHANNELS)
         self.secret = self.gateway.secret
         assert self.secret
         self.gateway_port = self.gateway.port
@@ -191,7 +195,7 @@ class DemoSite:
             old.stop()
         except GatewayCrashed:
             pass  # it was killed on purpose; stop() just reaps it and removes its log
-        self.gateway = start_gateway("--allowed-origins", self.origin, secret=self.secret, port=self.gateway_port)
+        self.gateway = start_gateway("--allowed-origins", self.origin, "--channels", E2E_CHANNELS, secret=self.secret, port=self.gateway_port)
         return self.gateway
 
     def stop(self) -> None:

@@ -129,7 +129,7 @@ def wait_for_events(page: Any, topic: str, count: int) -> list[dict[str, Any]]:
 class AutobahnPeer:
     """An Autobahn|Python session over WebSocket (wamp.2.json) in a thread of its own.
 
-    It signs in with a connect token for ``user``, registers ``procedure``
+    It signs in with a backend connect token for ``user``, registers ``procedure``
     (``add(a, b, scale=1)``) and subscribes to ``topic``, whose events land
     in :attr:`events`.
     """
@@ -144,7 +144,7 @@ class AutobahnPeer:
         self._thread.start()
         self._session: Any = None
         try:
-            self._run(self._open(gateway, gateway.connect_token(user_id=user), procedure, topic))
+            self._run(self._open(gateway, gateway.connect_token(user_id=user, authrole="backend"), procedure, topic))
         except BaseException:
             self.close()
             raise

@@ -17,6 +17,7 @@ import subprocess
 import threading
 import urllib.request
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,6 +28,14 @@ from telegraphy.tokens import mint_connect_token, wampcra_key
 NODE_DIR = Path(__file__).resolve().parent / "autobahn_js"
 #: Seconds any one Node script may run (each also stops itself after 8 s).
 SCRIPT_TIMEOUT = 15.0
+#: Clients publish nowhere and only backend sessions register by default:
+#: the pub/sub and RPC scenarios declare com.example.* for them.
+CHANNELS = json.dumps(
+    [
+        {"topic": "com.example.", "match": "prefix", "publish": "authenticated"},
+        {"procedure": "com.example.", "match": "prefix", "call": "public"},
+    ]
+)
 
 
 def _interop_unavailable(reason: str) -> None:
@@ -195,9 +204,10 @@ def test_wampcra_wrong_key_is_refused(gateway: GatewayProcess) -> None:
 
 
 @pytest.mark.parametrize("serializer", ["json", "msgpack"])
-def test_rpc_between_two_autobahn_sessions(gateway: GatewayProcess, serializer: str) -> None:
-    """A ticket session registers com.example.add2, an anonymous one calls it (2 + 3 = 5); anonymous register is refused."""
-    result = run("rpc.mjs", url=gateway.ws_url, serializer=serializer, ticket=gateway.connect_token("callee"))
+def test_rpc_between_two_autobahn_sessions(gateway_process: Callable[..., GatewayProcess], serializer: str) -> None:
+    """A backend session registers com.example.add2, an anonymous one calls it (2 + 3 = 5); anonymous register is refused."""
+    gateway = gateway_process("--channels", CHANNELS)
+    result = run("rpc.mjs", url=gateway.ws_url, serializer=serializer, ticket=gateway.connect_token("callee", authrole="backend"))
     assert result["result"] == 5
     assert result["invocation"]["procedure"] == "com.example.add2"
     assert result["invocation"]["caller"] == result["caller_session"]  # disclose_me honoured
@@ -206,8 +216,9 @@ def test_rpc_between_two_autobahn_sessions(gateway: GatewayProcess, serializer: 
 
 
 @pytest.mark.parametrize("serializer", ["json", "msgpack"])
-def test_pubsub_between_two_autobahn_sessions(gateway: GatewayProcess, serializer: str) -> None:
-    """Acknowledged publishes reach the other session; the publisher gets its own only with exclude_me: false."""
+def test_pubsub_between_two_autobahn_sessions(gateway_process: Callable[..., GatewayProcess], serializer: str) -> None:
+    """Acknowledged publishes on a declared channel reach the other session naming their publisher; the publisher gets its own only with exclude_me: false."""
+    gateway = gateway_process("--channels", CHANNELS)
     result = run("pubsub.mjs", url=gateway.ws_url, serializer=serializer, ticket=gateway.connect_token("writer"), topic="com.example.chat")
     first, second = result["publications"]
     assert isinstance(first["id"], int) and isinstance(second["id"], int) and first["id"] != second["id"]
@@ -215,6 +226,7 @@ def test_pubsub_between_two_autobahn_sessions(gateway: GatewayProcess, serialize
     assert [(e["args"], e["kwargs"]) for e in subscriber] == [(["hello"], {"n": 1}), (["again"], {"n": 2})]
     assert [e["details"]["publication"] for e in subscriber] == [first["id"], second["id"]]
     assert [e["raw_details"]["offset"] for e in subscriber] == [1, 2]
+    assert {(e["raw_details"]["publisher_authid"], e["raw_details"]["publisher_authrole"]) for e in subscriber} == {("writer", "user")}
     publisher = result["publisher"]
     assert [(e["args"], e["details"]["publication"]) for e in publisher] == [(["again"], second["id"])]
 

@@ -304,3 +304,18 @@ def test_sockjs_hixie76_flag_and_env() -> None:
     assert parse(["--no-sockjs-hixie76"]).sockjs_hixie76 is False
     assert parse([], {"TELEGRAPHY_SOCKJS_HIXIE76": "false"}).sockjs_hixie76 is False
     assert parse(["--sockjs-hixie76"], {"TELEGRAPHY_SOCKJS_HIXIE76": "false"}).sockjs_hixie76 is True
+
+
+def test_max_web_topics_flag_env_and_validation(capsys: pytest.CaptureFixture[str]) -> None:
+    """--max-web-topics (TELEGRAPHY_MAX_WEB_TOPICS) defaults to 10000, the flag wins, and 0 is refused naming the flag."""
+    assert parse([]).max_web_topics == 10_000
+    assert parse([], {"TELEGRAPHY_MAX_WEB_TOPICS": "50"}).max_web_topics == 50
+    assert parse(["--max-web-topics", "7"], {"TELEGRAPHY_MAX_WEB_TOPICS": "50"}).max_web_topics == 7
+    message = parse_error(capsys, ["--max-web-topics", "0"])
+    assert "--max-web-topics" in message and "greater than 0" in message
+
+
+def test_channels_may_declare_procedures() -> None:
+    """--channels accepts procedure entries beside channels (the same declaration)."""
+    config = parse(["--channels", '[{"topic": "chat.", "match": "prefix", "publish": "authenticated"}, {"procedure": "app.", "match": "prefix", "call": "public"}]'])
+    assert config.channels is not None and len(config.channels) == 2

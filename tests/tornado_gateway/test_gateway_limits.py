@@ -30,6 +30,8 @@ from test_wamp_autobahn import STEP, connect, connect_user, run
 from telegraphy.tokens import mint_connect_token
 
 LIMIT_EXCEEDED = "telegraphy.error.limit_exceeded"
+#: Signed-in sessions may publish on chat.* (by default clients publish nowhere).
+CHAT = json.dumps([{"topic": "chat.", "match": "prefix", "publish": "authenticated"}])
 
 
 def _metrics(gateway: GatewayProcess) -> dict[str, float]:
@@ -64,7 +66,7 @@ def test_max_subscriptions(gateway_process: Callable[..., GatewayProcess]) -> No
 
 def test_publish_rate(gateway_process: Callable[..., GatewayProcess]) -> None:
     """Past --publish-burst an acknowledged PUBLISH gets limit_exceeded, an unacknowledged one is dropped; others are unaffected."""
-    gateway = gateway_process("--publish-rate", "0.01", "--publish-burst", "3")
+    gateway = gateway_process("--publish-rate", "0.01", "--publish-burst", "3", "--channels", CHAT)
 
     async def scenario() -> None:
         fast = await connect_user(gateway, JsonSerializer, "fast")
@@ -91,7 +93,7 @@ def test_publish_rate(gateway_process: Callable[..., GatewayProcess]) -> None:
 
 def test_publish_flood_closes_only_the_flooder(gateway_process: Callable[..., GatewayProcess]) -> None:
     """A session sending 10 × the burst beyond it gets ABORT telegraphy.error.flooding and close 1008; a subscriber keeps its session."""
-    gateway = gateway_process("--publish-rate", "0.01", "--publish-burst", "2")
+    gateway = gateway_process("--publish-rate", "0.01", "--publish-burst", "2", "--channels", CHAT)
     assert gateway.secret is not None
 
     async def scenario() -> None:

@@ -227,8 +227,9 @@ def test_a_killed_node_serving_a_stream_is_detached_by_the_sessions_node(cluster
 
 
 def test_three_nodes_and_a_websocket_peer_exchange_events(cluster: Callable[..., GatewayProcess]) -> None:
-    """A polling session spread over three nodes and a SockJS WebSocket on one of them see each other's publishes."""
-    a, b, c = cluster(), cluster(), cluster()
+    """A polling session spread over three nodes and a SockJS WebSocket on one of them see each other's publishes (on a declared channel)."""
+    channels = json.dumps([{"topic": TOPIC, "publish": "authenticated"}])
+    a, b, c = cluster("--channels", channels), cluster("--channels", channels), cluster("--channels", channels)
 
     async def scenario() -> None:
         assert a.secret is not None

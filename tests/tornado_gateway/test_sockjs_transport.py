@@ -16,7 +16,7 @@ import json
 import re
 import urllib.parse
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -518,8 +518,9 @@ async def ticket_join(send: Any, receive: Any, secret: str, user: str) -> list[A
     return welcome
 
 
-def test_sockjs_and_websocket_sessions_exchange_events(gateway: GatewayProcess) -> None:
-    """A ticket-authenticated WAMP session over SockJS and one over plain WebSocket publish to each other."""
+def test_sockjs_and_websocket_sessions_exchange_events(gateway_process: Callable[..., GatewayProcess]) -> None:
+    """A ticket-authenticated WAMP session over SockJS and one over plain WebSocket publish to each other on a declared channel."""
+    gateway = gateway_process("--channels", json.dumps([{"topic": "chat.", "match": "prefix", "publish": "authenticated"}]))
     assert gateway.secret is not None
     secret = gateway.secret
 

@@ -237,8 +237,9 @@ def test_array_data_with_projections_is_refused(gateway_process: Callable[..., G
 
 
 @SERIALIZERS
-def test_private_channel(gateway: GatewayProcess, serializer: type) -> None:
+def test_private_channel(gateway_process: Callable[..., GatewayProcess], serializer: type) -> None:
     """Another user's SUBSCRIBE to user.7.inbox is not authorized; a prefix subscription to user. gets its own user's events only."""
+    gateway = gateway_process("--channels", json.dumps([{"topic": "user.", "match": "prefix", "publish": "authenticated"}]))
 
     async def scenario() -> None:
         owner = await connect_user(gateway, serializer, "7")

@@ -35,6 +35,19 @@ DEADLINE = 20.0
 STEP = 5.0
 
 SERIALIZERS = pytest.mark.parametrize("serializer", [JsonSerializer, MsgPackSerializer], ids=["json", "msgpack"])
+#: By default clients publish nowhere and only backend sessions register:
+#: these tests declare chat.* open to signed-in publishers and com.example.*
+#: open to every caller (registered by backend sessions).
+CHANNELS = [
+    {"topic": "chat.", "match": "prefix", "publish": "authenticated"},
+    {"procedure": "com.example.", "match": "prefix", "call": "public"},
+]
+
+
+@pytest.fixture
+def gateway(gateway_process: Callable[..., GatewayProcess]) -> GatewayProcess:
+    """A gateway declaring :data:`CHANNELS`."""
+    return gateway_process("--channels", json.dumps(CHANNELS))
 
 
 def run(scenario: Awaitable[Any], deadline: float = DEADLINE) -> Any:
@@ -283,10 +296,10 @@ def test_prefix_and_wildcard_subscriptions(gateway: GatewayProcess, serializer: 
 
 @SERIALIZERS
 def test_rpc_between_sessions(gateway: GatewayProcess, serializer: type) -> None:
-    """A ticket user registers a procedure; another session calls it and gets the result."""
+    """A backend session registers a procedure; another session calls it and gets the result."""
 
     async def scenario() -> None:
-        callee = await connect_user(gateway, serializer, "calc")
+        callee = await connect_user(gateway, serializer, "calc", authrole="backend")
         caller = await connect(gateway, JsonSerializer)
 
         def add(a: int, b: int, scale: int = 1) -> int:
@@ -307,7 +320,7 @@ def test_rpc_error_propagates(gateway: GatewayProcess, serializer: type) -> None
     """An ApplicationError raised by the callee reaches the caller with the same URI and args."""
 
     async def scenario() -> None:
-        callee = await connect_user(gateway, serializer, "calc")
+        callee = await connect_user(gateway, serializer, "calc", authrole="backend")
         caller = await connect(gateway, serializer)
 
         def divide(a: int, b: int) -> float:
@@ -346,7 +359,7 @@ def test_callee_leaving_cancels_calls(gateway: GatewayProcess, serializer: type)
     """When the callee leaves during a call, the caller gets wamp.error.canceled."""
 
     async def scenario() -> None:
-        callee = await connect_user(gateway, serializer, "slow")
+        callee = await connect_user(gateway, serializer, "slow", authrole="backend")
         caller = await connect(gateway, serializer)
         invoked = asyncio.get_running_loop().create_future()
 

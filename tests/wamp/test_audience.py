@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from wamp_peers import JSON_CODEC, MSGPACK_CODEC, CountingSerializer, Peers
+from wamp_peers import JSON_CODEC, MSGPACK_CODEC, CountingSerializer, Peers, open_channels
 
 from telegraphy.wamp import JSON, Identity, ServerSession, WireCodec, uris
 from telegraphy.wamp.audience import (
@@ -155,8 +155,8 @@ def test_project_strips_control_keys_and_fields() -> None:
 
 @pytest.fixture
 def peers() -> Peers:
-    """A router allowing anonymous sessions."""
-    return Peers()
+    """A router allowing anonymous sessions; signed-in sessions publish anywhere (a declared channel)."""
+    return Peers(channels=open_channels())
 
 
 def _join(peers: Peers, user: str | None = None, codec: WireCodec = JSON_CODEC, **claims: Any) -> ServerSession:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from wamp_peers import SECRET, Peers, challenge_of, wampcra_signature
+from wamp_peers import SECRET, Peers, challenge_of, open_channels, wampcra_signature
 
 from telegraphy.tokens import mint_connect_token, mint_publish_token, wampcra_key
 from telegraphy.wamp import CLOSE_POLICY, CLOSE_PROTOCOL_ERROR, ServerSession, SessionState, uris
@@ -147,11 +147,23 @@ def test_anonymous_ticket_refused_without_anonymous_access() -> None:
     _refused(peers, session, uris.NOT_AUTHORIZED)
 
 
-def test_ticket_user_may_publish(peers: Peers) -> None:
-    """A ticket-authenticated user may publish."""
+def test_ticket_user_may_publish_on_a_declared_channel() -> None:
+    """A ticket-authenticated user may publish where a declared channel allows it."""
+    peers = Peers(channels=open_channels())
     session = peers.join(user="7")
     peers.send(session, Publish(1, {"acknowledge": True}, "shop.Order"))
     assert isinstance(peers.read_one(session), Published)
+
+
+def test_web_authrole_is_reserved(peers: Peers) -> None:
+    """A ticket naming authrole "web" (the HTTP API's marking) is refused with ABORT not_authorized."""
+    session = peers.attach()
+    peers.hello(session, authmethods=["ticket"])
+    peers.read_one(session)
+    peers.send(session, [5, mint_connect_token(SECRET, "7", authrole="web"), {}])
+    abort = peers.read_one(session)
+    assert isinstance(abort, Abort) and abort.reason == uris.NOT_AUTHORIZED
+    assert "reserved" in abort.details["message"]
 
 
 def test_wampcra_accepted(peers: Peers) -> None:

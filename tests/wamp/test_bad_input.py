@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgpack
 import pytest
-from wamp_peers import JSON_CODEC, MSGPACK_CODEC, Peers
+from wamp_peers import JSON_CODEC, MSGPACK_CODEC, Peers, open_channels
 
 from telegraphy.wamp import CLOSE_PROTOCOL_ERROR, SessionState, WireCodec, uris
 from telegraphy.wamp.messages import Abort, Event, Publish, Published
@@ -45,7 +45,7 @@ def _id(case: tuple[WireCodec, str | bytes, str]) -> str:
 @pytest.mark.parametrize(("codec", "data", "reason"), BAD_INPUT, ids=[_id(c) for c in BAD_INPUT])
 def test_bad_input_aborts_only_the_offender(codec: WireCodec, data: str | bytes, reason: str) -> None:
     """The offending session gets ABORT protocol_violation and close 1002; another session keeps receiving events."""
-    peers = Peers()
+    peers = Peers(channels=open_channels())
     offender = peers.join(codec, user="offender")
     bystander = peers.join(JSON_CODEC)
     publisher = peers.join(MSGPACK_CODEC, user="publisher")
@@ -75,7 +75,7 @@ def test_bad_input_aborts_only_the_offender(codec: WireCodec, data: str | bytes,
 
 def test_violation_from_a_callee_cancels_its_calls_only() -> None:
     """A callee aborted for bad input cancels its own pending calls; other sessions are untouched."""
-    peers = Peers()
+    peers = Peers(channels=open_channels())
     callee, caller, bystander = peers.join(user="c"), peers.join(), peers.join()
     peers.send(callee, [64, 1, {}, "p"])
     peers.read(callee)

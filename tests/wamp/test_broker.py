@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from wamp_peers import JSON_CODEC, MSGPACK_CODEC, CountingSerializer, Peers
+from wamp_peers import JSON_CODEC, MSGPACK_CODEC, CountingSerializer, Peers, open_channels
 
 from telegraphy.wamp import JSON, MSGPACK, WireCodec, uris
 from telegraphy.wamp.messages import Error, Event, Publish, Published, Subscribe, Unsubscribed
@@ -13,8 +13,8 @@ from telegraphy.wamp.messages import Error, Event, Publish, Published, Subscribe
 
 @pytest.fixture
 def peers() -> Peers:
-    """A router allowing anonymous sessions."""
-    return Peers()
+    """A router allowing anonymous sessions; signed-in sessions publish anywhere (a declared channel)."""
+    return Peers(channels=open_channels())
 
 
 def _events(peers: Peers, session: Any) -> list[Event]:
@@ -61,8 +61,9 @@ def test_publish_with_acknowledge(peers: Peers, codec: WireCodec) -> None:
     peers.send(publisher, Publish(9, {"acknowledge": True}, "shop.Order", [1, "two"], {"pk": 7}))
     published = peers.read_one(publisher)
     assert isinstance(published, Published) and published.request == 9
+    by = {"publisher": publisher.id, "publisher_authid": "p", "publisher_authrole": "user"}
     for session in (subscriber, other):
-        assert _events(peers, session) == [Event(sub, published.publication, {}, [1, "two"], {"pk": 7})]
+        assert _events(peers, session) == [Event(sub, published.publication, by, [1, "two"], {"pk": 7})]
 
 
 def test_publish_without_acknowledge(peers: Peers) -> None:
@@ -170,16 +171,14 @@ def test_malformed_authid_lists(peers: Peers, option: str) -> None:
     assert peers.read(subscriber) == []
 
 
-def test_disclose_me(peers: Peers) -> None:
-    """disclose_me adds the publisher's session id, authid and authrole to EVENT details."""
+def test_publisher_always_identified(peers: Peers) -> None:
+    """EVENT details always carry the publisher's session id, authid and authrole, whatever disclose_me says."""
     publisher, subscriber = peers.join(user="pat", authrole="editor"), peers.join()
     peers.subscribe(subscriber, "t")
-    peers.send(publisher, Publish(1, {"disclose_me": True}, "t"))
-    [event] = _events(peers, subscriber)
-    assert event.details == {"publisher": publisher.id, "publisher_authid": "pat", "publisher_authrole": "editor"}
-    peers.send(publisher, Publish(2, {}, "t"))
-    [event] = _events(peers, subscriber)
-    assert event.details == {}
+    for request, options in enumerate(({"disclose_me": True}, {}, {"disclose_me": False})):
+        peers.send(publisher, Publish(request + 1, options, "t"))
+        [event] = _events(peers, subscriber)
+        assert event.details == {"publisher": publisher.id, "publisher_authid": "pat", "publisher_authrole": "editor"}
 
 
 def test_unsubscribe(peers: Peers) -> None:
@@ -223,9 +222,10 @@ def test_prefix_subscription(peers: Peers) -> None:
     for topic in ("shop.Order", "shop.Order.line", "shopping.cart", "blog.Post"):
         peers.send(publisher, Publish(1, {}, topic, [topic]))
     events = _events(peers, subscriber)
+    by = {"publisher": publisher.id, "publisher_authid": "p", "publisher_authrole": "user"}
     assert [(e.subscription, e.details, e.args) for e in events] == [
-        (sub, {"topic": "shop.Order"}, ["shop.Order"]),
-        (sub, {"topic": "shop.Order.line"}, ["shop.Order.line"]),
+        (sub, {**by, "topic": "shop.Order"}, ["shop.Order"]),
+        (sub, {**by, "topic": "shop.Order.line"}, ["shop.Order.line"]),
     ]
 
 
@@ -236,9 +236,10 @@ def test_wildcard_subscription(peers: Peers) -> None:
     for topic in ("shop.Order.update", "shop.Cart.update", "shop.Order.delete", "shop.Order.update.x", "blog.Post.update", "shop.update"):
         peers.send(publisher, Publish(1, {}, topic))
     events = _events(peers, subscriber)
+    by = {"publisher": publisher.id, "publisher_authid": "p", "publisher_authrole": "user"}
     assert [(e.subscription, e.details) for e in events] == [
-        (sub, {"topic": "shop.Order.update"}),
-        (sub, {"topic": "shop.Cart.update"}),
+        (sub, {**by, "topic": "shop.Order.update"}),
+        (sub, {**by, "topic": "shop.Cart.update"}),
     ]
 
 

@@ -14,11 +14,14 @@ from telegraphy.wamp.channels import (
     DEFAULT_CHANNELS,
     Channel,
     ChannelPolicy,
+    Procedure,
+    WebTopics,
     may_receive,
     parse_channels,
     private_owner,
 )
-from telegraphy.wamp.messages import Error, Event, Publish, Published, Subscribed
+from telegraphy.wamp.router import Publication
+from telegraphy.wamp.messages import Call, Error, Event, Invocation, Publish, Published, Register, Registered, Result, Subscribed, Yield
 
 CHANNELS = [
     {"topic": "chat.", "match": "prefix", "subscribe": "authenticated", "publish": "authenticated"},
@@ -106,12 +109,13 @@ def test_policy_topics_on_no_channel() -> None:
 
 
 def test_default_policy() -> None:
-    """Without declarations anyone subscribes anywhere and authenticated users publish anywhere."""
+    """Without declarations anyone subscribes anywhere and nobody publishes anywhere, superusers included."""
     policy = ChannelPolicy()
-    assert policy.channels == DEFAULT_CHANNELS
+    assert policy.channels == DEFAULT_CHANNELS == ()
     assert policy.check(ANONYMOUS, "subscribe", "any.thing") is None
     assert policy.check(ANONYMOUS, "publish", "any.thing") is not None
-    assert policy.check(USER, "publish", "any.thing") is None
+    assert policy.check(USER, "publish", "any.thing") == "publishing to 'any.thing' is not allowed: it is on no declared channel"
+    assert policy.check(ROOT, "publish", "shop.Order") is not None
 
 
 def test_private_channels_belong_to_their_user() -> None:
@@ -250,3 +254,216 @@ def test_distinct_filters_share_one_payload_encoding() -> None:
     events = [_events(peers, s) for s in sessions]
     assert [len(e) for e in events] == [1] * 5 + [0] + [1] * 194
     assert [e[0].subscription for e in events if e] == ids[:5] + ids[6:]
+
+
+# Procedures: who registers and calls ----------------------------------------------------
+
+PROCEDURES = [
+    {"procedure": "app.search.", "match": "prefix", "call": "public"},
+    {"procedure": "chat.bot.ask", "register": {"groups": ["bots"]}},
+    {"procedure": "app.admin.", "match": "prefix", "call": None},
+]
+BOT = Grants("5", frozenset({"bots"}))
+
+
+def test_parse_procedures_beside_channels() -> None:
+    """Entries with "procedure" parse as procedures, register defaulting to backends only and call to authenticated."""
+    entries = parse_channels(CHANNELS + PROCEDURES)
+    assert [type(e) for e in entries] == [Channel] * 3 + [Procedure] * 3
+    assert entries[3] == Procedure("app.search.", "prefix", None, PUBLIC)
+    assert entries[4] == Procedure("chat.bot.ask", "exact", Audience.parse({"groups": ["bots"]}), AUTHENTICATED)
+    assert entries[5].call is None
+    policy = ChannelPolicy(entries)
+    assert len(policy.channels) == 3 and len(policy.procedures) == 3
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ([{"topic": "a"}, {"procedure": 5}], "procedure 1: 'procedure' must be a string"),
+        ([{"procedure": "p", "publish": "public"}], "procedure 0: unknown key 'publish'"),
+        ([{"procedure": "p", "match": "regex"}], "procedure 0: match must be exact, prefix or wildcard"),
+        ([{"procedure": "p", "call": "staff"}], "procedure 0: call: unknown audience 'staff'"),
+    ],
+    ids=["type", "unknown-key", "match", "call-audience"],
+)
+def test_invalid_procedures_name_the_index(value: Any, message: str) -> None:
+    """A malformed procedure declaration raises ValueError naming its index and what is wrong."""
+    with pytest.raises(ValueError) as info:
+        parse_channels(value)
+    assert str(info.value).startswith(message)
+
+
+def test_default_procedure_policy() -> None:
+    """With no declaration only backend sessions register; users call; anonymous sessions do not call."""
+    policy = ChannelPolicy()
+    assert policy.check_procedure(USER, "user", "register", "app.payments.charge") == (
+        "only backend sessions may register 'app.payments.charge': it is on no declared procedure"
+    )
+    assert policy.check_procedure(ROOT, "user", "register", "app.payments.charge") is not None
+    assert policy.check_procedure(Grants("svc"), "backend", "register", "app.payments.charge") is None
+    assert policy.check_procedure(USER, "user", "call", "app.payments.charge") is None
+    assert policy.check_procedure(ANONYMOUS, "anonymous", "call", "app.payments.charge") is not None
+
+
+def test_private_procedures_belong_to_their_user() -> None:
+    """user.<id>.* is registered and called by user <id> or a superuser only, backends included."""
+    policy = ChannelPolicy(parse_channels(PROCEDURES + [{"procedure": "user.", "match": "prefix", "register": "public", "call": "public"}]))
+    for action in ("register", "call"):
+        assert policy.check_procedure(USER, "user", action, "user.3.echo") is None
+        assert policy.check_procedure(ROOT, "user", action, "user.3.echo") is None
+        assert policy.check_procedure(STAFF, "user", action, "user.3.echo") == "'user.3.echo' is another user's private procedure"
+        assert policy.check_procedure(Grants("svc"), "backend", action, "user.3.echo") is not None
+        assert policy.check_procedure(ANONYMOUS, "anonymous", action, "user.3.echo") is not None
+
+
+def test_declared_procedures_decide() -> None:
+    """The first declared procedure covering a name decides who registers and calls it."""
+    policy = ChannelPolicy(parse_channels(PROCEDURES))
+    assert policy.check_procedure(ANONYMOUS, "anonymous", "call", "app.search.products") is None
+    assert policy.check_procedure(BOT, "user", "register", "chat.bot.ask") is None
+    assert policy.check_procedure(USER, "user", "register", "chat.bot.ask") == (
+        "not allowed to register procedure 'chat.bot.ask' (declared 'chat.bot.ask')"
+    )
+    assert policy.check_procedure(ANONYMOUS, "anonymous", "call", "chat.bot.ask") is not None
+    assert policy.check_procedure(ROOT, "user", "call", "app.admin.reset") is not None
+    assert policy.check_procedure(Grants("svc"), "backend", "call", "app.admin.reset") is None
+
+
+def _backend(peers: Peers) -> ServerSession:
+    return peers.join(user="payments", authrole="backend")
+
+
+def test_user_cannot_squat_a_procedure() -> None:
+    """User 7's REGISTER of app.payments.charge gets not_authorized; the backend registers it and user 8's CALL reaches the backend."""
+    peers = Peers()
+    squatter, caller, backend = peers.join(user="7"), peers.join(user="8"), _backend(peers)
+    peers.send(squatter, Register(1, {}, "app.payments.charge"))
+    error = _error(peers, squatter)
+    assert error.error == uris.NOT_AUTHORIZED and "backend" in error.args[0]  # type: ignore[index]
+    peers.send(backend, Register(1, {}, "app.payments.charge"))
+    registered = peers.read_one(backend)
+    assert isinstance(registered, Registered)
+    peers.send(caller, Call(2, {}, "app.payments.charge", [100]))
+    invocation = peers.read_one(backend)
+    assert isinstance(invocation, Invocation) and invocation.args == [100]
+    peers.read(squatter)  # nothing
+    peers.send(backend, Yield(invocation.request, {}, ["charged"]))
+    assert peers.read_one(caller) == Result(2, {}, ["charged"])
+
+
+def test_private_procedure_and_anonymous_calls_through_the_router() -> None:
+    """User 7 may not register user.8.*; user 8 may; an anonymous CALL on no declared procedure gets not_authorized."""
+    peers = Peers()
+    intruder, owner, anonymous = peers.join(user="7"), peers.join(user="8"), peers.join()
+    peers.send(intruder, Register(1, {}, "user.8.inbox.read"))
+    assert _error(peers, intruder).error == uris.NOT_AUTHORIZED
+    peers.send(owner, Register(1, {}, "user.8.inbox.read"))
+    assert isinstance(peers.read_one(owner), Registered)
+    peers.send(intruder, Call(2, {}, "user.8.inbox.read"))
+    assert _error(peers, intruder).error == uris.NOT_AUTHORIZED
+    peers.send(anonymous, Call(3, {}, "user.8.inbox.read"))
+    assert _error(peers, anonymous).error == uris.NOT_AUTHORIZED
+    peers.send(anonymous, Call(4, {}, "app.search"))
+    error = _error(peers, anonymous)
+    assert error.error == uris.NOT_AUTHORIZED and "anonymous" in error.args[0]  # type: ignore[index]
+
+
+# Web-app topics and publisher identification ------------------------------------------------
+
+BY_WEB = {"publisher_authrole": "web"}
+
+
+def test_clients_never_publish_on_web_app_topics() -> None:
+    """Once the HTTP API published on shop.Order, a channel allowing client publishes there is overridden; shop.Cart stays open."""
+    peers = Peers(channels=ChannelPolicy(parse_channels([{"topic": "shop.", "match": "prefix", "publish": "authenticated"}])))
+    forger, subscriber = peers.join(user="7"), peers.join()
+    peers.subscribe(subscriber, "shop.Order")
+    peers.send(forger, Publish(1, {"acknowledge": True}, "shop.Order", [{"name": "shop.Order"}]))
+    assert isinstance(peers.read_one(forger), Published)  # before the web app ever used the topic
+    peers.read(subscriber)
+    peers.router.publish_event({"name": "shop.Order", "meta": {"event_type": "update"}, "data": {"pk": 1, "status": "paid"}})
+    [web_event] = _events(peers, subscriber)
+    peers.send(forger, Publish(2, {"acknowledge": True}, "shop.Order", [{"name": "shop.Order", "data": {"status": "refunded"}}]))
+    error = _error(peers, forger)
+    assert error.error == uris.NOT_AUTHORIZED
+    assert error.args == ["'shop.Order' carries web-app events: clients may not publish on it"]
+    assert peers.read(subscriber) == []
+    peers.send(forger, Publish(3, {"acknowledge": True}, "shop.Cart", [1]))
+    assert isinstance(peers.read_one(forger), Published)
+    assert web_event.details == BY_WEB
+
+
+def test_default_refuses_the_forged_model_event() -> None:
+    """With no declaration user 7's PUBLISH of a shop.Order event gets not_authorized and reaches nobody."""
+    peers = Peers()
+    forger, subscriber = peers.join(user="7"), peers.join()
+    peers.subscribe(subscriber, "shop.Order")
+    forged = {"name": "shop.Order", "meta": {"event_type": "update"}, "data": {"pk": 1, "status": "refunded"}}
+    peers.send(forger, Publish(1, {"acknowledge": True}, "shop.Order", [forged]))
+    assert _error(peers, forger).error == uris.NOT_AUTHORIZED
+    assert peers.read(subscriber) == []
+
+
+def test_every_event_names_its_publisher() -> None:
+    """Client events carry publisher, publisher_authid and publisher_authrole; HTTP events only publisher_authrole "web"."""
+    peers = Peers(channels=ChannelPolicy(parse_channels([{"topic": "chat.", "match": "prefix", "publish": "authenticated"}])))
+    client, subscriber = peers.join(user="7", authrole="editor"), peers.join()
+    peers.subscribe(subscriber, "chat.", "prefix")
+    # Options cannot pass for the web app: details are the router's.
+    peers.send(client, Publish(1, {"disclose_me": False, "publisher_authrole": "web"}, "chat.lobby", ["hi"]))
+    peers.router.publish_event({"name": "chat.news", "meta": {}, "data": {}})
+    client_event, web_event = _events(peers, subscriber)
+    assert client_event.details == {"publisher": client.id, "publisher_authid": "7", "publisher_authrole": "editor", "topic": "chat.lobby"}
+    assert web_event.details == {**BY_WEB, "topic": "chat.news"}
+
+
+def test_web_topics_learned_from_delivered_web_events() -> None:
+    """A web-app publication delivered from elsewhere (another node, the store) makes its topic the web app's here too."""
+    peers = Peers(channels=ChannelPolicy(parse_channels([{"topic": "", "match": "prefix", "publish": "authenticated"}])))
+    realm = peers.router.realms[peers.router.default_realm]
+    stored = [{"name": "shop.Order", "meta": {"id": "e1"}, "data": {}}]
+    peers.router.deliver(Publication(realm, "shop.Order", 1, stored, None, dict(BY_WEB), event=True), ("epoch", 1))
+    assert peers.router.channels.web_topics.covers("shop.Order")
+    user = peers.join(user="7")
+    peers.send(user, Publish(1, {"acknowledge": True}, "shop.Order", [1]))
+    assert _error(peers, user).error == uris.NOT_AUTHORIZED
+
+
+def test_web_topics_stay_bounded_and_forget_nothing() -> None:
+    """Past its limit the set folds siblings into a prefix: it stays within the limit and still covers every topic it was given."""
+    topics = WebTopics(limit=3)
+    added: list[str] = []
+    topics.on_added = added.append
+    names = ["shop.Order", "shop.Cart", "blog.Post", "shop.Invoice", "blog.Comment", "wiki.Page", "news"]
+    for name in names:
+        assert topics.add(name)
+        assert len(topics) <= 3
+    assert all(topics.covers(name) for name in names)
+    assert added == names and not topics.add("shop.Order")
+    assert topics.covers("shop.Anything")  # coarser, never looser
+    copy = WebTopics(limit=3)
+    copy.load(topics.entries())
+    assert copy.entries() == topics.entries()
+    exact = WebTopics()
+    exact.load([{"topic": "a.b"}, {"topic": 5}, {"topic": "c.", "match": "prefix"}])
+    assert exact.covers("a.b") and not exact.covers("a.c") and exact.covers("c.d") and len(exact) == 2
+    one = WebTopics(limit=1)
+    one.add("a")
+    one.add("b")  # no siblings to fold: every topic is refused (fail closed)
+    assert one.covers("anything") and one.entries() == [{"topic": "*", "match": "all"}]
+    again = WebTopics()
+    again.load(one.entries())
+    assert again.covers("z.z")
+
+
+def test_registrations_the_new_grants_refuse_are_dropped() -> None:
+    """A bot that loses its group loses its registration: the next CALL gets no_such_procedure."""
+    peers = Peers(channels=ChannelPolicy(parse_channels(PROCEDURES)))
+    bot, caller = peers.join(user="5", claims={"groups": ["bots"]}), peers.join(user="3")
+    peers.send(bot, Register(1, {}, "chat.bot.ask"))
+    assert isinstance(peers.read_one(bot), Registered)
+    peers.router.revoke("5", 0.0, grants=Grants("5"))
+    assert bot.registrations == set() and peers.router.counts()["registrations"] == 0
+    peers.send(caller, Call(1, {}, "chat.bot.ask"))
+    assert _error(peers, caller).error == uris.NO_SUCH_PROCEDURE

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from wamp_peers import JSON_CODEC, MSGPACK_CODEC, Peers
+from wamp_peers import JSON_CODEC, MSGPACK_CODEC, Peers, open_channels
 
 from telegraphy.wamp import CLOSE_PROTOCOL_ERROR, ServerSession, SessionState, WireCodec, uris
 from telegraphy.wamp.messages import Abort, Call, Error, Invocation, Register, Registered, Result, Unregistered, Yield
@@ -12,7 +12,7 @@ from telegraphy.wamp.messages import Abort, Call, Error, Invocation, Register, R
 @pytest.fixture
 def peers() -> Peers:
     """A router allowing anonymous sessions."""
-    return Peers()
+    return Peers(channels=open_channels())
 
 
 def _register(peers: Peers, callee: ServerSession, procedure: str, request: int = 1) -> int:
@@ -79,6 +79,19 @@ def test_disclose_me_names_the_caller(peers: Peers) -> None:
     peers.send(caller, Call(1, {"disclose_me": True}, "p"))
     invocation = peers.read_one(callee)
     assert isinstance(invocation, Invocation) and invocation.details == {"caller": caller.id, "caller_authid": "anonymous", "caller_authrole": "anonymous"}
+    peers.send(caller, Call(2, {}, "p"))
+    invocation = peers.read_one(callee)
+    assert isinstance(invocation, Invocation) and invocation.details == {}
+
+
+def test_backend_callees_always_learn_the_caller(peers: Peers) -> None:
+    """A backend callee's INVOCATION names the caller (session, authid, authrole) even without disclose_me."""
+    backend, caller = peers.join(user="svc", authrole="backend"), peers.join(user="8")
+    _register(peers, backend, "app.payments.charge")
+    peers.send(caller, Call(1, {}, "app.payments.charge", [100]))
+    invocation = peers.read_one(backend)
+    assert isinstance(invocation, Invocation)
+    assert invocation.details == {"caller": caller.id, "caller_authid": "8", "caller_authrole": "user"}
 
 
 def test_duplicate_registration(peers: Peers) -> None:

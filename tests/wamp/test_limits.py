@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 import pytest
-from wamp_peers import Peers
+from wamp_peers import Peers, open_channels
 
 from telegraphy.wamp import CLOSE_POLICY, ServerSession, SessionState, uris
 from telegraphy.wamp.limits import (
@@ -79,7 +79,7 @@ def _send(session: ServerSession, message: list[Any], now: float) -> None:
 @pytest.fixture
 def peers() -> Peers:
     """A router with small limits: 3 subscriptions, 2 publishes per second with a burst of 4, floods at 5 × 4 refusals."""
-    return Peers(limits=SessionLimits(max_subscriptions=3, publish_rate=2.0, publish_burst=4, flood_factor=5, flood_window=10.0))
+    return Peers(channels=open_channels(), limits=SessionLimits(max_subscriptions=3, publish_rate=2.0, publish_burst=4, flood_factor=5, flood_window=10.0))
 
 
 def test_max_subscriptions(peers: Peers) -> None:
@@ -146,7 +146,7 @@ def test_publish_flood_closes_the_session_only(peers: Peers) -> None:
 
 def test_no_limits_by_default() -> None:
     """A router built without limits lets a session hold many subscriptions and publish in bursts."""
-    peers = Peers()
+    peers = Peers(channels=open_channels())
     session = peers.join(user="p")
     for n in range(1200):
         _send(session, [32, n + 1, {}, f"t.{n}"], T0)

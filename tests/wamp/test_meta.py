@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from wamp_peers import JSON_CODEC, MSGPACK_CODEC, REALM, Peers
+from wamp_peers import JSON_CODEC, MSGPACK_CODEC, REALM, Peers, open_channels
 
 from telegraphy.wamp import ServerSession, WireCodec, uris
 from telegraphy.wamp.messages import Call, Error, Register, Registered, Result, Subscribe, Subscribed
@@ -14,8 +14,8 @@ from telegraphy.wamp.meta import PROCEDURES
 
 @pytest.fixture
 def peers() -> Peers:
-    """A router allowing anonymous sessions, with the default meta roles."""
-    return Peers()
+    """A router allowing anonymous sessions, with the default meta roles; signed-in sessions may register."""
+    return Peers(channels=open_channels())
 
 
 def call(peers: Peers, session: ServerSession, procedure: str, *args: Any, request: int = 1) -> Result | Error:

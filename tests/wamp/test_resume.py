@@ -11,7 +11,7 @@ from telegraphy.wamp.messages import Abort, Event, Publish, Welcome
 from telegraphy.wamp.router import Publication
 from telegraphy.wamp.session import Missed, Resumption
 
-from wamp_peers import Peers
+from wamp_peers import Peers, open_channels
 
 
 class Hooks:
@@ -29,7 +29,7 @@ class Hooks:
 
 @pytest.fixture
 def peers() -> Peers:
-    return Peers()
+    return Peers(channels=open_channels())
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def test_sequencer_holds_events_until_delivered_with_a_position(peers: Peers, ho
     peers.router.deliver(publication, ("e1", 42))
     [event] = peers.read(subscriber)
     assert isinstance(event, Event) and event.subscription == subscription
-    assert event.details == {"epoch": "e1", "offset": 42}
+    assert event.details == {"publisher_authrole": "web", "epoch": "e1", "offset": 42}
     assert event.args is not None
     assert event.args[0]["meta"] == {"id": event_id, "epoch": "e1", "offset": 42}
 
@@ -62,7 +62,7 @@ def test_client_payloads_are_not_stamped(peers: Peers, hooks: Hooks) -> None:
     [event] = peers.read(subscriber)
     assert isinstance(event, Event)
     assert event.args == [{"meta": {"x": 1}}]
-    assert event.details == {"epoch": "e", "offset": 1}
+    assert event.details == {"publisher": publisher.id, "publisher_authid": "7", "publisher_authrole": "user", "epoch": "e", "offset": 1}
 
 
 def test_welcome_carries_a_resume_token_when_resume_is_on(peers: Peers, hooks: Hooks) -> None:

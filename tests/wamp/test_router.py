@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from wamp_peers import MSGPACK_CODEC, Peers
+from wamp_peers import MSGPACK_CODEC, Peers, open_channels
 
 from telegraphy.event import make_event
 from telegraphy.wamp import ApplicationError, Authenticator, LocalProtocolError, Router, uris
@@ -23,7 +23,7 @@ def test_publish_event_delivers_the_event_as_args() -> None:
     for session in (json_subscriber, msgpack_subscriber):
         [message] = peers.read(session)
         assert isinstance(message, Event)
-        assert (message.subscription, message.details, message.kwargs) == (sub, {}, None)
+        assert (message.subscription, message.details, message.kwargs) == (sub, {"publisher_authrole": "web"}, None)
         assert message.args == [event]
 
 
@@ -55,7 +55,7 @@ def test_publish_event_reaches_pattern_subscribers() -> None:
     sub = peers.subscribe(subscriber, "shop.", match="prefix")
     peers.router.publish_event({"name": "shop.Order", "meta": {}, "data": {}})
     [message] = peers.read(subscriber)
-    assert isinstance(message, Event) and (message.subscription, message.details) == (sub, {"topic": "shop.Order"})
+    assert isinstance(message, Event) and (message.subscription, message.details) == (sub, {"publisher_authrole": "web", "topic": "shop.Order"})
 
 
 def test_publish_event_payload_nobody_can_carry() -> None:
@@ -111,7 +111,7 @@ def test_counts() -> None:
     """counts() reports established sessions, subscriptions and registrations."""
     peers = Peers()
     assert peers.router.counts() == {"sessions": 0, "subscriptions": 0, "registrations": 0}
-    a, b = peers.join(), peers.join(user="callee")
+    a, b = peers.join(), peers.join(user="callee", authrole="backend")
     peers.subscribe(a, "t")
     peers.subscribe(b, "t")
     peers.send(b, [64, 1, {}, "p"])
@@ -127,10 +127,13 @@ def test_counts() -> None:
         (Identity("anonymous", "anonymous", "ticket"), "publish", "t", uris.NOT_AUTHORIZED),
         (Identity("u", "user", "ticket"), "publish", "wamp.x", uris.INVALID_URI),
         (Identity("u", "user", "wampcra"), "register", "wamp.x", uris.INVALID_URI),
+        (Identity("u", "user", "ticket"), "publish", "t", uris.NOT_AUTHORIZED),
+        (Identity("u", "user", "ticket"), "register", "p", uris.NOT_AUTHORIZED),
+        (Identity("anonymous", "anonymous", "anonymous"), "call", "p", uris.NOT_AUTHORIZED),
     ],
 )
 def test_authorize_refuses(identity: Identity, action: str, uri: str, error: str) -> None:
-    """Anonymous identities may not publish or register; nobody publishes or registers under wamp."""
+    """By default nobody publishes, only backends register, anonymous sessions do not call; nobody publishes or registers under wamp."""
     router = Peers().router
     with pytest.raises(ApplicationError) as info:
         router.authorize(identity, action, uri)
@@ -141,11 +144,24 @@ def test_authorize_refuses(identity: Identity, action: str, uri: str, error: str
     ("identity", "action"),
     [
         (Identity("anonymous", "anonymous", "anonymous"), "subscribe"),
+        (Identity("u", "user", "ticket"), "call"),
+        (Identity("svc", "backend", "ticket"), "register"),
+        (Identity("svc", "backend", "ticket"), "call"),
+    ],
+)
+def test_authorize_allows_by_default(identity: Identity, action: str) -> None:
+    """With no declaration anyone subscribes, users call, backend sessions register."""
+    Peers().router.authorize(identity, action, "com.example.t")
+
+
+@pytest.mark.parametrize(
+    ("identity", "action"),
+    [
         (Identity("anonymous", "anonymous", "anonymous"), "call"),
         (Identity("u", "user", "ticket"), "publish"),
         (Identity("u", "user", "wampcra"), "register"),
     ],
 )
-def test_authorize_allows(identity: Identity, action: str) -> None:
-    """Anonymous identities may subscribe and call; users may do everything."""
-    Peers().router.authorize(identity, action, "com.example.t")
+def test_authorize_allows_what_is_declared(identity: Identity, action: str) -> None:
+    """A declaration lets anonymous sessions call and users publish and register."""
+    Peers(channels=open_channels()).router.authorize(identity, action, "com.example.t")

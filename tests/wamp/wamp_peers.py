@@ -25,12 +25,21 @@ from typing import Any
 
 from telegraphy.tokens import mint_connect_token, wampcra_key
 from telegraphy.wamp import JSON, MSGPACK, Authenticator, Router, ServerSession, WireCodec
+from telegraphy.wamp.channels import ChannelPolicy, parse_channels
 from telegraphy.wamp.messages import Challenge, Message, Welcome, parse
 
-__all__ = ["JSON_CODEC", "MSGPACK_CODEC", "REALM", "SECRET", "CountingSerializer", "Peers", "wampcra_signature"]
+__all__ = ["JSON_CODEC", "MSGPACK_CODEC", "OPEN", "REALM", "SECRET", "CountingSerializer", "Peers", "open_channels", "wampcra_signature"]
 
 SECRET = "core-test-secret-" + "x" * 32
 REALM = "telegraphy"
+
+#: A declaration for tests of routing rather than policy: signed-in sessions
+#: publish and register anywhere, everyone calls (by default nobody publishes
+#: and only backends register).
+OPEN = [
+    {"topic": "", "match": "prefix", "publish": "authenticated"},
+    {"procedure": "", "match": "prefix", "register": "authenticated", "call": "public"},
+]
 
 JSON_CODEC = WireCodec(JSON)
 MSGPACK_CODEC = WireCodec(MSGPACK)
@@ -63,6 +72,11 @@ class CountingSerializer:
     def event(self, subscription: int, tail: bytes) -> bytes:
         data: bytes = self.inner.event(subscription, tail)
         return data
+
+
+def open_channels() -> ChannelPolicy:
+    """Return a policy of the :data:`OPEN` declaration."""
+    return ChannelPolicy(parse_channels(OPEN))
 
 
 def wampcra_signature(key: str, challenge: str) -> str:

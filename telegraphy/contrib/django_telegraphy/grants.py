@@ -83,7 +83,7 @@ def channel_permissions() -> set[str]:
         return set()
     permissions: set[str] = set()
     for channel in channels:
-        for audience in (channel.subscribe, channel.publish):
+        for audience in channel.audiences():
             if audience is not None:
                 permissions |= set(audience.permissions)
     return permissions

@@ -1,4 +1,4 @@
-// RPC between two Autobahn|JS sessions: a ticket-authenticated callee
+// RPC between two Autobahn|JS sessions: a callee with a backend ticket
 // registers com.example.add2, an anonymous caller calls it. Also tries to
 // register from the anonymous session (the gateway must refuse).
 // Prints one {result, invocation, anonymous_register_error, call_error}.
