@@ -128,7 +128,7 @@ def _verify(
             algorithms=[ALGORITHM],
             audience=audience,
             leeway=leeway,
-            options={"require": list(require)},
+            options={"require": ["exp", "aud"]},
         )
     except jwt.ExpiredSignatureError:
         raise TokenError("token expired") from None
@@ -144,6 +144,10 @@ def _verify(
         raise TokenError("token is not valid yet") from None
     except jwt.InvalidTokenError:
         raise TokenError("token is malformed") from None
+    # Checked after the audience, so a token of another kind is named as such.
+    for claim in require:
+        if claim not in claims:
+            raise TokenError(f"token has no '{claim}' claim")
     if max_ttl is not None:
         # Both are numbers once decoded: the library checks exp and iat.
         lifetime = claims["exp"] - claims["iat"]

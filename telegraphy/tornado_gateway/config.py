@@ -85,6 +85,8 @@ class Config:
         max_body_size: largest ``/publish`` request body, in bytes.
         max_batch: most events in one ``/publish`` request.
         jwt_leeway: clock skew tolerated on token ``exp``/``nbf``, in seconds.
+        connect_token_max_ttl: longest connect token accepted (``exp - iat``),
+            in seconds; revocations are kept this long (plus ``jwt_leeway``).
         outgoing_buffer: unsent bytes per connection before a slow consumer
             is disconnected.
         channels: the declared client channels (parsed by
@@ -136,6 +138,7 @@ class Config:
     max_body_size: int = 1 * MIB
     max_batch: int = 1000
     jwt_leeway: float = 5.0
+    connect_token_max_ttl: float = 3600.0
     outgoing_buffer: int = 4 * MIB
     channels: tuple[Any, ...] | None = None
     max_subscriptions: int = 1000
@@ -211,6 +214,7 @@ class Config:
             max_body_size=args.max_body_size,
             max_batch=args.max_batch,
             jwt_leeway=args.jwt_leeway,
+            connect_token_max_ttl=args.connect_token_max_ttl,
             outgoing_buffer=args.outgoing_buffer,
             channels=args.channels,
             max_subscriptions=args.max_subscriptions,
@@ -712,6 +716,17 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "how several gateway processes act as one: local:// (a single process) or redis://HOST:PORT/DB "
         "(Redis pub/sub; add ?channel=NAME to keep deployments apart); needs a shared store",
         metavar="URL",
+    )
+    add(
+        "--connect-token-max-ttl",
+        ["TELEGRAPHY_CONNECT_TOKEN_MAX_TTL"],
+        3600.0,
+        "3600",
+        float,
+        "longest connect token accepted (exp - iat), seconds; longer ones are refused, "
+        "and logouts are remembered this long",
+        _positive,
+        metavar="SECONDS",
     )
     add(
         "--session-ttl",

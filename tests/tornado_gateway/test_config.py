@@ -302,6 +302,7 @@ def test_help_lists_every_flag_with_env_and_default(capsys: pytest.CaptureFixtur
         ("--max-body-size", "TELEGRAPHY_MAX_BODY_SIZE", "1M"),
         ("--max-batch", "TELEGRAPHY_MAX_BATCH", "1000"),
         ("--jwt-leeway", "TELEGRAPHY_JWT_LEEWAY", "5"),
+        ("--connect-token-max-ttl", "TELEGRAPHY_CONNECT_TOKEN_MAX_TTL", "3600"),
         ("--outgoing-buffer", "TELEGRAPHY_OUTGOING_BUFFER", "4M"),
         ("--ping-interval", "TELEGRAPHY_PING_INTERVAL", "25"),
         ("--log-level", "TELEGRAPHY_LOG_LEVEL", "info"),
@@ -310,6 +311,15 @@ def test_help_lists_every_flag_with_env_and_default(capsys: pytest.CaptureFixtur
         assert flag in text
         assert f"(env: {env}; default: {default}" in text, flag
     assert "--no-allow-anonymous" in text
+
+
+def test_connect_token_max_ttl_flag_and_env() -> None:
+    """--connect-token-max-ttl defaults to 3600 s; the flag or TELEGRAPHY_CONNECT_TOKEN_MAX_TTL changes it; 0 is refused."""
+    assert parse([]).connect_token_max_ttl == 3600.0
+    assert parse(["--connect-token-max-ttl", "600"]).connect_token_max_ttl == 600.0
+    assert parse([], {"TELEGRAPHY_CONNECT_TOKEN_MAX_TTL": "120"}).connect_token_max_ttl == 120.0
+    with pytest.raises(SystemExit):
+        parse(["--connect-token-max-ttl", "0"])
 
 
 def test_sockjs_hixie76_flag_and_env() -> None:
