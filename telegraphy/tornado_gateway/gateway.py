@@ -198,11 +198,17 @@ class Gateway:
 
             if self.config.store.lower().startswith("memory"):
                 raise BusError("a bus needs a store shared by every gateway process (sqlite, redis or mongodb), not memory://")
-            self.bus = open_bus(self.config.bus)
+            # Signed with a key derived from the secret: forged messages are dropped.
+            self.bus = open_bus(self.config.bus, secret=self.config.secret)
+            if hasattr(self.bus, "on_rejected"):
+                self.bus.on_rejected = self._bus_message_rejected
             await self.bus.open(self.persistence.bus_message)
             self.persistence.bus = self.bus
         self._trimmer = tornado.ioloop.PeriodicCallback(self._trim, TRIM_INTERVAL * 1000)
         self._trimmer.start()
+
+    def _bus_message_rejected(self) -> None:
+        self.metrics.bus_messages_rejected += 1
 
     async def _trim(self) -> None:
         assert self.store is not None
@@ -346,6 +352,8 @@ class Gateway:
         at = revocation.get("at")
         # The time the revocation was made, so every node covers the same tickets.
         at = min(float(at), now) if isinstance(at, (int, float)) and not isinstance(at, bool) else now
+        if parsed is not None and not logout and self.router.revocations.superseded(user, at):
+            return  # newer grants are in force already
         self._apply_revocation(user, parsed, logout, at)
         if logout and self.persistence is not None:
             # Records this process was about to save must go too.

@@ -128,6 +128,14 @@ class Revocations:
             self.record(authid, grants, False, changed_at)
         self._forget(now)
 
+    def superseded(self, authid: str, changed_at: float) -> bool:
+        """Whether grants of ``authid`` changed at ``changed_at`` are older than the grants remembered.
+
+        A grant change arriving late (or replayed) must not undo a newer one.
+        """
+        entry = self._entries.get(authid)
+        return entry is not None and entry.changed_at is not None and entry.changed_at > changed_at
+
     def grants_for(self, identity: Identity, grants: Grants, now: float) -> Grants:
         """Return the grants a session of ``identity`` gets: ``grants`` (from its token), or newer ones.
 
