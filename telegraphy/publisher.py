@@ -66,7 +66,7 @@ from typing import Any
 
 from telegraphy import __version__
 from telegraphy.event import InvalidEvent, validate_event
-from telegraphy.tokens import mint_manage_token, mint_publish_token
+from telegraphy.tokens import MANAGE_TOKEN_TTL, mint_manage_token, mint_publish_token
 
 __all__ = [
     "Batch",
@@ -235,8 +235,6 @@ class Publisher:
         self._connections: weakref.WeakSet[http.client.HTTPConnection] = weakref.WeakSet()
         self._token: str | None = None
         self._token_renew_at = 0.0
-        self._manage_token: str | None = None
-        self._manage_token_renew_at = 0.0
 
     def __repr__(self) -> str:
         return f"<Publisher {self.url}>"
@@ -316,7 +314,8 @@ class Publisher:
     ) -> dict[str, Any] | None:
         """Tell the gateway that a user's grants changed, or that the user is gone.
 
-        One ``POST /revoke`` with a manage token and the body
+        One ``POST /revoke`` with a fresh manage token (single use, bound to
+        the body by its hash) and the body
         ``{"user": "<id>", "logout": <bool>, "grants": <grants or null>}``
         (docs/http-api.md). The gateway has dealt with the user's live
         sessions when this returns.
@@ -350,7 +349,9 @@ class Publisher:
         body = {"user": user, "logout": bool(logout), "grants": None if grants is None else dict(grants)}
         payload = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
         try:
-            _status, answer = self._post(self._revoke_path, payload, self._current_manage_token, "revoke")
+            # A fresh manage token per attempt, naming this body: the gateway
+            # accepts each once (a retry after a lost answer is a new request).
+            _status, answer = self._post(self._revoke_path, payload, lambda: self._manage_token_for(payload), "revoke")
         except PublishError as exc:
             if not self.fire_and_forget:
                 raise
@@ -518,18 +519,13 @@ class Publisher:
                 self._token_renew_at = now + self.token_ttl - min(10.0, self.token_ttl / 4)
             return self._token
 
-    def _current_manage_token(self) -> str:
-        now = self._clock()
-        with self._lock:
-            if self._manage_token is None or now >= self._manage_token_renew_at:
-                self._manage_token = mint_manage_token(self.secret, self.token_ttl, now=now)
-                self._manage_token_renew_at = now + self.token_ttl - min(10.0, self.token_ttl / 4)
-            return self._manage_token
+    def _manage_token_for(self, body: bytes) -> str:
+        """A single-use manage token for one ``/revoke`` request with ``body`` (see :mod:`telegraphy.tokens`)."""
+        return mint_manage_token(self.secret, min(self.token_ttl, MANAGE_TOKEN_TTL), body=body, now=self._clock())
 
     def _forget_token(self) -> None:
         with self._lock:
             self._token = None
-            self._manage_token = None
 
 
 def _error_of(status: int, payload: bytes) -> tuple[str, Any]:

@@ -10,12 +10,25 @@ claim, so a token minted for one purpose is refused for any other:
   when it renders a page and presented by the browser as its WAMP ``ticket``;
   ``sub`` is the user id (absent for anonymous users), ``authrole`` optional
   (``authrole="admin"`` lets the session call the WAMP meta procedures);
-- a *manage* token (``aud = "telegraphy:manage"``) authorizes one request to
-  the gateway's management API (``/sessions``, ``/subscriptions``,
+- a *manage* token (``aud = "telegraphy:manage"``) authorizes requests to
+  the gateway's management API (``/revoke``, ``/sessions``, ``/subscriptions``,
   ``/subscribers``); a publish token is refused there, and the other way round.
 
 Every token must carry ``exp``. Verification never accepts ``alg: none`` or
 any algorithm but HS256.
+
+Connect and manage tokens must also carry ``iat``, and live no longer than
+a maximum (``exp - iat``): a connect token at most
+:data:`MAX_CONNECT_TOKEN_TTL` seconds unless the gateway is told otherwise
+(``--connect-token-max-ttl``), a manage token at most
+:data:`MAX_MANAGE_TOKEN_TTL`. A revocation (logout, new grants) covers the
+connect tokens issued up to its second, so it has to be remembered only
+until the longest such token has expired.
+
+A manage token for ``POST /revoke`` names the request it authorizes: its
+``body_sha256`` claim is the SHA-256 (hex) of the exact request body, and
+its ``jti`` is used once (the gateway remembers it until ``exp``). Mint a
+fresh one per request with :func:`mint_manage_token` ``(body=...)``.
 
 WAMP-CRA keys are derived from the same secret per ``authid`` with
 :func:`wampcra_key`, so the web app can hand a user the key that the gateway
@@ -36,12 +49,16 @@ import jwt
 
 __all__ = [
     "ALGORITHM",
+    "BODY_HASH_CLAIM",
     "CONNECT_AUDIENCE",
     "MANAGE_AUDIENCE",
+    "MAX_CONNECT_TOKEN_TTL",
+    "MAX_MANAGE_TOKEN_TTL",
     "PUBLISH_AUDIENCE",
     "TokenError",
     "mint_connect_token",
     "mint_manage_token",
+    "body_hash",
     "mint_publish_token",
     "verify_connect_token",
     "verify_manage_token",
@@ -58,6 +75,13 @@ MANAGE_AUDIENCE = "telegraphy:manage"
 PUBLISH_TOKEN_TTL = 60
 CONNECT_TOKEN_TTL = 300
 MANAGE_TOKEN_TTL = 60
+
+#: Longest connect token accepted (``exp - iat``, seconds) unless the gateway says otherwise.
+MAX_CONNECT_TOKEN_TTL = 3600
+#: Longest manage token accepted (``exp - iat``, seconds).
+MAX_MANAGE_TOKEN_TTL = 300
+#: The manage-token claim holding the SHA-256 (hex) of the request body it authorizes.
+BODY_HASH_CLAIM = "body_sha256"
 
 
 class TokenError(Exception):
@@ -87,7 +111,14 @@ def _mint(secret: str | bytes, audience: str, ttl: float, claims: Mapping[str, A
     return jwt.encode(payload, _secret_bytes(secret), algorithm=ALGORITHM)
 
 
-def _verify(token: str, secret: str | bytes, audience: str, leeway: float) -> dict[str, Any]:
+def _verify(
+    token: str,
+    secret: str | bytes,
+    audience: str,
+    leeway: float,
+    require: tuple[str, ...] = ("exp", "aud"),
+    max_ttl: float | None = None,
+) -> dict[str, Any]:
     if not token:
         raise TokenError("token missing")
     try:
@@ -113,7 +144,21 @@ def _verify(token: str, secret: str | bytes, audience: str, leeway: float) -> di
         raise TokenError("token is not valid yet") from None
     except jwt.InvalidTokenError:
         raise TokenError("token is malformed") from None
+    # Checked after the audience, so a token of another kind is named as such.
+    for claim in require:
+        if claim not in claims:
+            raise TokenError(f"token has no '{claim}' claim")
+    if max_ttl is not None:
+        # Both are numbers once decoded: the library checks exp and iat.
+        lifetime = claims["exp"] - claims["iat"]
+        if lifetime > max_ttl:
+            raise TokenError(f"token lives {lifetime:.0f} s, more than the {max_ttl:.0f} s allowed")
     return claims
+
+
+def body_hash(body: bytes) -> str:
+    """The ``body_sha256`` claim of a manage token for a request with ``body``: SHA-256, hex."""
+    return hashlib.sha256(body).hexdigest()
 
 
 def mint_publish_token(secret: str | bytes, ttl: float = PUBLISH_TOKEN_TTL, *, now: float | None = None) -> str:
@@ -126,14 +171,42 @@ def verify_publish_token(token: str, secret: str | bytes, leeway: float = 5.0) -
     return _verify(token, secret, PUBLISH_AUDIENCE, leeway)
 
 
-def mint_manage_token(secret: str | bytes, ttl: float = MANAGE_TOKEN_TTL, *, now: float | None = None) -> str:
-    """Return a token authorizing requests to the gateway's management API."""
-    return _mint(secret, MANAGE_AUDIENCE, ttl, {}, now)
+def mint_manage_token(
+    secret: str | bytes, ttl: float = MANAGE_TOKEN_TTL, *, body: bytes | None = None, now: float | None = None
+) -> str:
+    """Return a token authorizing a request to the gateway's management API.
+
+    Each token gets a fresh ``jti``. For ``POST /revoke`` pass the exact
+    request ``body``: the token then names it (``body_sha256``) and the
+    gateway accepts it for that one request, once. Keep ``ttl`` short (at
+    most :data:`MAX_MANAGE_TOKEN_TTL`).
+    """
+    claims: dict[str, Any] = {"jti": secrets.token_urlsafe(16)}
+    if body is not None:
+        claims[BODY_HASH_CLAIM] = body_hash(body)
+    return _mint(secret, MANAGE_AUDIENCE, ttl, claims, now)
 
 
-def verify_manage_token(token: str, secret: str | bytes, leeway: float = 5.0) -> dict[str, Any]:
-    """Return the claims of a valid manage token, or raise :class:`TokenError`."""
-    return _verify(token, secret, MANAGE_AUDIENCE, leeway)
+def verify_manage_token(
+    token: str, secret: str | bytes, leeway: float = 5.0, *, body: bytes | None = None
+) -> dict[str, Any]:
+    """Return the claims of a valid manage token, or raise :class:`TokenError`.
+
+    The token must carry ``exp``, ``iat`` and ``jti`` and live at most
+    :data:`MAX_MANAGE_TOKEN_TTL` seconds. With ``body``, its
+    ``body_sha256`` must be the hash of that body. Whether its ``jti`` was
+    used before is for the caller to check (the gateway keeps them in its store).
+    """
+    claims = _verify(token, secret, MANAGE_AUDIENCE, leeway, ("exp", "aud", "iat", "jti"), MAX_MANAGE_TOKEN_TTL)
+    if not isinstance(claims["jti"], str) or not 8 <= len(claims["jti"]) <= 128:
+        raise TokenError("token 'jti' must be a string of 8 to 128 characters")
+    if body is not None:
+        bound = claims.get(BODY_HASH_CLAIM)
+        if not isinstance(bound, str):
+            raise TokenError(f"token has no '{BODY_HASH_CLAIM}' claim: mint one per request, with the body's hash")
+        if not hmac.compare_digest(bound.encode("utf-8", "replace"), body_hash(body).encode("ascii")):
+            raise TokenError("token was minted for another request body")
+    return claims
 
 
 def mint_connect_token(
@@ -162,9 +235,15 @@ def mint_connect_token(
     return _mint(secret, CONNECT_AUDIENCE, ttl, extra, now)
 
 
-def verify_connect_token(token: str, secret: str | bytes, leeway: float = 5.0) -> dict[str, Any]:
-    """Return the claims of a valid connect token, or raise :class:`TokenError`."""
-    return _verify(token, secret, CONNECT_AUDIENCE, leeway)
+def verify_connect_token(
+    token: str, secret: str | bytes, leeway: float = 5.0, *, max_ttl: float = MAX_CONNECT_TOKEN_TTL
+) -> dict[str, Any]:
+    """Return the claims of a valid connect token, or raise :class:`TokenError`.
+
+    The token must carry ``exp`` and ``iat`` (revocations are judged by
+    ``iat``) and live at most ``max_ttl`` seconds (``exp - iat``).
+    """
+    return _verify(token, secret, CONNECT_AUDIENCE, leeway, ("exp", "aud", "iat"), max_ttl)
 
 
 def wampcra_key(secret: str | bytes, authid: str) -> str:

@@ -5,6 +5,12 @@ Besides the shared channel ``<channel>``, each process listens on its own
 and keeps leases as keys ``<channel>:lease:<key>`` whose value is the owner's
 node name, set with a millisecond expiry (``PX``) by a Lua script, so that
 taking a lease nobody holds and renewing one's own is a single atomic step.
+
+Every message published on either channel is signed for that channel
+(:class:`~telegraphy.bus.base.BusSigner`) and verified on receipt: one that
+is unsigned, forged or stale is dropped before any handler sees it, counted
+(:attr:`RedisBus.rejected`, ``on_rejected``) and logged at most once every
+:data:`WARNING_INTERVAL` seconds.
 """
 
 from __future__ import annotations
@@ -12,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError
 
-from .base import BusError
+from .base import BusError, BusSigner, InvalidBusMessage
 
 __all__ = ["RedisBus"]
 
@@ -28,6 +35,8 @@ logger = logging.getLogger("telegraphy.bus")
 RETRY_DELAY = 0.5
 #: Leases handled per script call.
 LEASE_BATCH = 500
+#: Seconds between two warnings about dropped (unsigned, forged, stale) messages.
+WARNING_INTERVAL = 10.0
 
 # KEYS: lease keys; ARGV: node, ttl in ms. Each key nobody else holds becomes
 # (or stays) ours for the ttl; the reply is every key's owner.
@@ -63,14 +72,22 @@ class RedisBus:
     from the store.
     """
 
-    def __init__(self, url: str, *, channel: str = "telegraphy:events") -> None:
+    def __init__(self, url: str, *, channel: str = "telegraphy:events", key: bytes) -> None:
         self.url = url
         self.channel = channel
         self.node = secrets.token_hex(8)
         #: Receives what other nodes :meth:`send` to this one.
         self.on_direct: Callable[[bytes], None] | None = None
+        #: Called for each message dropped by verification (for a metric).
+        self.on_rejected: Callable[[], None] | None = None
+        #: Messages dropped by verification so far.
+        self.rejected = 0
+        self._signer = BusSigner(key)
+        self._channel_bytes = channel.encode()
         self._direct_channel = self._node_channel(self.node)
         self._direct_channel_bytes = self._direct_channel.encode()
+        self._warned_at = -WARNING_INTERVAL
+        self._unwarned = 0
         self._client: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._claim: Any = None
@@ -112,29 +129,56 @@ class RedisBus:
                 continue
             if message is None or message.get("type") != "message":
                 continue
+            channel = message.get("channel")
+            try:
+                data = self._signer.verify(channel, message["data"], time.time())
+            except InvalidBusMessage as exc:
+                self._reject(channel, exc.reason)
+                continue
             handler = on_message
-            if message.get("channel") == self._direct_channel_bytes:
+            if channel == self._direct_channel_bytes:
                 if self.on_direct is None:
                     continue
                 handler = self.on_direct
             try:
-                handler(message["data"])
+                handler(data)
             except Exception:
                 logger.exception("bus message handler failed")
 
+    def _reject(self, channel: bytes, reason: str) -> None:
+        """Count a dropped message; warn now and then, never once per message (a flood must not flood the log)."""
+        self.rejected += 1
+        if self.on_rejected is not None:
+            self.on_rejected()
+        self._unwarned += 1
+        now = time.monotonic()
+        if now - self._warned_at >= WARNING_INTERVAL:
+            logger.warning(
+                "dropped %d bus message(s) that were not signed with this gateway's secret (latest on %s: %s); "
+                "someone without the secret is writing to the bus, or a node has another secret or a wrong clock",
+                self._unwarned,
+                channel.decode("utf-8", "replace")[:200],
+                reason,
+            )
+            self._warned_at = now
+            self._unwarned = 0
+
     async def publish(self, data: bytes) -> None:
-        await self._client.publish(self.channel, data)
+        await self._client.publish(self.channel, self._signer.sign(self._channel_bytes, data, time.time()))
 
     async def send(self, node: str, messages: list[bytes]) -> None:
         if not messages:
             return
         channel = self._node_channel(node)
+        channel_bytes = channel.encode()
+        now = time.time()
+        sign = self._signer.sign
         if len(messages) == 1:
-            await self._client.publish(channel, messages[0])
+            await self._client.publish(channel, sign(channel_bytes, messages[0], now))
             return
         async with self._client.pipeline(transaction=False) as pipe:
             for data in messages:
-                pipe.publish(channel, data)
+                pipe.publish(channel, sign(channel_bytes, data, now))
             await pipe.execute()
 
     async def claim(self, keys: list[str], ttl: float) -> list[str]:

@@ -151,7 +151,7 @@ class Store(Protocol):
 
         Keeps at most ``max_events`` per topic and nothing stored before
         ``now - max_age``, removing oldest first. Also drops expired sessions
-        (not counted). Call it periodically; ``append`` enforces only
+        and revocations (not counted). Call it periodically; ``append`` enforces only
         ``max_events``.
         """
 
@@ -186,6 +186,23 @@ class Store(Protocol):
 
     async def subscribers(self, topic: str) -> list[str]:
         """Owners holding an exact-match subscription to ``topic``, sorted."""
+
+    # Revocations: small records shared by every gateway process, each live
+    # until its own expiry (logouts and grant changes, used manage tokens)
+
+    async def put_revocation(
+        self, key: str, record: Mapping[str, Any], expires_at: float, now: float, *, only_new: bool = False
+    ) -> bool:
+        """Keep a JSON-serializable ``record`` under ``key`` until ``expires_at``; return whether it was written.
+
+        A live record under ``key`` is replaced, unless ``only_new``: then
+        nothing is written and the answer is False. The check and the write
+        are one atomic step, also across processes sharing the store (two
+        callers putting the same new key with ``only_new`` get one True).
+        """
+
+    async def list_revocations(self, prefix: str, now: float) -> dict[str, dict[str, Any]]:
+        """The records live at ``now`` whose key starts with ``prefix``, by key."""
 
 
 def gap_reason(current: Position, since: Position, first_retained: int | None) -> str | None:
@@ -224,6 +241,12 @@ def check_options(max_events: int, max_age: float, prefix: str) -> None:
         raise StoreConfigError(
             f"invalid prefix {prefix!r}: use up to 48 letters, digits and underscores, not starting with a digit"
         )
+
+
+def check_expiry(expires_at: float, now: float) -> None:
+    """Raise ValueError for an expiry that is not a number after ``now``."""
+    if isinstance(expires_at, bool) or not isinstance(expires_at, (int, float)) or not expires_at > now:
+        raise ValueError(f"invalid expires_at {expires_at!r}: expected a time after now ({now!r})")
 
 
 def check_ttl(ttl: float) -> None:

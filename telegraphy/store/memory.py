@@ -24,6 +24,7 @@ from .base import (
     History,
     Position,
     StoredEvent,
+    check_expiry,
     check_options,
     check_read,
     check_ttl,
@@ -72,6 +73,7 @@ class MemoryStore:
         self._streams: dict[str, _Stream] = {}
         self._sessions: dict[str, tuple[str, float]] = {}  # token -> (record json, expires_at)
         self._subscriptions: dict[str, list[dict[str, Any]]] = {}
+        self._revocations: dict[str, tuple[str, float]] = {}  # key -> (record json, expires_at)
         self._open = False
 
     def __repr__(self) -> str:
@@ -144,6 +146,8 @@ class MemoryStore:
                 removed += 1
         for token in [t for t, (_, expires_at) in self._sessions.items() if expires_at <= now]:
             del self._sessions[token]
+        for key in [k for k, (_, expires_at) in self._revocations.items() if expires_at <= now]:
+            del self._revocations[key]
         return removed
 
     # Sessions
@@ -200,3 +204,27 @@ class MemoryStore:
         """Owners with an exact subscription to ``topic``, sorted."""
         self._check_open()
         return sorted(owner for owner, subs in self._subscriptions.items() if topic in exact_topics(subs))
+
+    # Revocations
+
+    async def put_revocation(
+        self, key: str, record: Mapping[str, Any], expires_at: float, now: float, *, only_new: bool = False
+    ) -> bool:
+        """Keep ``record`` under ``key`` until ``expires_at``; see :meth:`Store.put_revocation`."""
+        self._check_open()
+        check_expiry(expires_at, now)
+        text = encode_json(record, "revocation record")
+        current = self._revocations.get(key)
+        if only_new and current is not None and current[1] > now:
+            return False
+        self._revocations[key] = (text, float(expires_at))
+        return True
+
+    async def list_revocations(self, prefix: str, now: float) -> dict[str, dict[str, Any]]:
+        """Live records whose key starts with ``prefix``; see :meth:`Store.list_revocations`."""
+        self._check_open()
+        return {
+            key: decode_json(text)
+            for key, (text, expires_at) in self._revocations.items()
+            if expires_at > now and key.startswith(prefix)
+        }

@@ -14,6 +14,8 @@ Collections (``telegraphy`` is the ``prefix`` option), with the indexes
     telegraphy_sessions       {_id: token, record, expires, expires_at}
                               expires_at (TTL, so MongoDB deletes expired ones); expires
     telegraphy_subscriptions  {_id: owner, subscriptions, exact_topics}; exact_topics
+    telegraphy_revocations    {_id: key, record, expires, expires_at}
+                              expires_at (TTL); expires
 
 How offsets stay unique and gapless: an append reads the topic's last offset
 and inserts the event at the next one; the unique (topic, offset) index
@@ -31,6 +33,7 @@ both (or the database) to start over.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -48,6 +51,7 @@ from .base import (
     History,
     Position,
     StoredEvent,
+    check_expiry,
     check_options,
     check_read,
     check_ttl,
@@ -99,6 +103,7 @@ class MongoStore:
         self._topics: AsyncCollection[Document] | None = None
         self._sessions: AsyncCollection[Document] | None = None
         self._subscriptions: AsyncCollection[Document] | None = None
+        self._revocations: AsyncCollection[Document] | None = None
 
     def __repr__(self) -> str:
         return f"MongoStore({redact_url(self.url)!r}, prefix={self.prefix!r})"
@@ -145,16 +150,21 @@ class MongoStore:
                 await sessions.create_index("expires_at", expireAfterSeconds=0)
                 await sessions.create_index("expires")
                 await subscriptions.create_index("exact_topics")
+                revocations = database[f"{p}_revocations"]
+                await revocations.create_index("expires_at", expireAfterSeconds=0)
+                await revocations.create_index("expires")
         except BaseException:
             await client.close()
             raise
         self._client = client
         self._events, self._topics, self._sessions, self._subscriptions = events, topics, sessions, subscriptions
+        self._revocations = revocations
 
     async def close(self) -> None:
         """Close the client's connections."""
         client, self._client = self._client, None
         self._events = self._topics = self._sessions = self._subscriptions = None
+        self._revocations = None
         if client is not None:
             await client.close()
 
@@ -274,6 +284,7 @@ class MongoStore:
             aged = [str(t) for t in await events.distinct("topic", {"stored_at": {"$lt": cutoff}})]
             counts = await asyncio.gather(*(self._trim_age(topic, cutoff) for topic in aged))
             await sessions.delete_many({"expires": {"$lte": now}})
+            await self._revocations_collection().delete_many({"expires": {"$lte": now}})
         return removed + sum(counts)
 
     async def _trim_age(self, topic: str, cutoff: float) -> int:
@@ -363,3 +374,44 @@ class MongoStore:
             cursor = collection.find({"exact_topics": topic}, {"_id": 1}, sort=[("_id", ASCENDING)])
             documents = await cursor.to_list(None)
         return [str(d["_id"]) for d in documents]
+
+    # Revocations
+
+    def _revocations_collection(self) -> AsyncCollection[Document]:
+        if self._revocations is None:
+            raise StoreNotOpen("mongodb")
+        return self._revocations
+
+    async def put_revocation(
+        self, key: str, record: Mapping[str, Any], expires_at: float, now: float, *, only_new: bool = False
+    ) -> bool:
+        """Keep ``record`` under ``key`` until ``expires_at``; see :meth:`Store.put_revocation`.
+
+        With ``only_new``, an upsert whose filter matches only an expired
+        document: when a live one holds the key, the upsert's insert meets the
+        unique ``_id`` and fails, so the check and the write are one step.
+        """
+        check_expiry(expires_at, now)
+        revocations = self._revocations_collection()
+        document = {
+            "record": encode_json(record, "revocation record"),
+            "expires": float(expires_at),
+            "expires_at": datetime.fromtimestamp(expires_at, timezone.utc),  # for the TTL index
+        }
+        with self._errors():
+            if not only_new:
+                await revocations.replace_one({"_id": key}, document, upsert=True)
+                return True
+            try:
+                await revocations.update_one({"_id": key, "expires": {"$lte": now}}, {"$set": document}, upsert=True)
+            except pymongo.errors.DuplicateKeyError:
+                return False
+            return True
+
+    async def list_revocations(self, prefix: str, now: float) -> dict[str, dict[str, Any]]:
+        """Live records whose key starts with ``prefix``; see :meth:`Store.list_revocations`."""
+        revocations = self._revocations_collection()
+        with self._errors():
+            cursor = revocations.find({"_id": {"$regex": "^" + re.escape(prefix)}, "expires": {"$gt": now}})
+            documents = await cursor.to_list(None)
+        return {str(d["_id"]): decode_json(d["record"]) for d in documents}

@@ -16,6 +16,8 @@ Keys (``telegraphy`` is the ``prefix`` option)::
     telegraphy:subs:<owner>           string: the owner's subscriptions as JSON
     telegraphy:owner-topics:<owner>   set of the owner's exact-match topics
     telegraphy:subscribers:<topic>    set of owners with an exact subscription to the topic
+    telegraphy:revocation:<key>       string {"expires_at", "record"}, with a Redis TTL
+    telegraphy:revocations            sorted set key -> expires_at, to list live revocations
 
 If a topic's position hash disappears (a new or flushed database, an evicted
 key), the next operation on the topic makes a new epoch and drops whatever
@@ -45,6 +47,7 @@ from .base import (
     History,
     Position,
     StoredEvent,
+    check_expiry,
     check_options,
     check_read,
     check_ttl,
@@ -155,6 +158,21 @@ return 1
 """
 
 
+# Keeps a revocation, unless ARGV[6] is "1" and a live one has its key.
+# KEYS: the record's key, the sorted set. ARGV: key, text, expires_at, now, ttl in ms, only_new.
+_PUT_REVOCATION = """
+if ARGV[6] == '1' then
+    local expires = redis.call('ZSCORE', KEYS[2], ARGV[1])
+    if expires and tonumber(expires) > tonumber(ARGV[4]) and redis.call('EXISTS', KEYS[1]) == 1 then
+        return 0
+    end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[5])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1
+"""
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -228,6 +246,7 @@ class RedisStore:
                 ("read", _READ),
                 ("trim", _TRIM),
                 ("set_subscriptions", _SET_SUBSCRIPTIONS),
+                ("put_revocation", _PUT_REVOCATION),
             ]
         }
         self._client = client
@@ -320,8 +339,9 @@ class RedisStore:
                         keys=[f"{p}:ev:{topic}"], args=[self.max_events, repr(float(now - self.max_age))], client=pipe
                     )
                 pipe.zremrangebyscore(f"{p}:sessions", "-inf", now)
+                pipe.zremrangebyscore(f"{p}:revocations", "-inf", now)
                 replies = await pipe.execute()
-        return sum(int(removed) for removed in replies[:-1])
+        return sum(int(removed) for removed in replies[:-2])
 
     # Sessions
 
@@ -397,3 +417,38 @@ class RedisStore:
         with self._errors():
             owners = await self._redis.smembers(f"{self.prefix}:subscribers:{topic}")
         return sorted(_text(owner) for owner in owners)
+
+    # Revocations
+
+    async def put_revocation(
+        self, key: str, record: Mapping[str, Any], expires_at: float, now: float, *, only_new: bool = False
+    ) -> bool:
+        """Keep ``record`` under ``key`` until ``expires_at`` (one script: atomic); see :meth:`Store.put_revocation`."""
+        check_expiry(expires_at, now)
+        text = encode_json({"expires_at": float(expires_at), "record": record}, "revocation record")
+        p = self.prefix
+        ttl_ms = max(1, int((expires_at - now) * 1000 + 0.999))
+        with self._errors():
+            written = await self._scripts["put_revocation"](
+                keys=[f"{p}:revocation:{key}", f"{p}:revocations"],
+                args=[key, text, repr(float(expires_at)), repr(float(now)), ttl_ms, "1" if only_new else "0"],
+                client=self._redis,
+            )
+        return bool(int(written))
+
+    async def list_revocations(self, prefix: str, now: float) -> dict[str, dict[str, Any]]:
+        """Live records whose key starts with ``prefix``; see :meth:`Store.list_revocations`."""
+        client = self._redis
+        p = self.prefix
+        with self._errors():
+            keys = [_text(k) for k in await client.zrangebyscore(f"{p}:revocations", f"({now!r}", "+inf")]
+            keys = [k for k in keys if k.startswith(prefix)]
+            texts = await client.mget([f"{p}:revocation:{k}" for k in keys]) if keys else []
+        revocations: dict[str, dict[str, Any]] = {}
+        for key, text in zip(keys, texts):
+            if text is None:  # expired in Redis already
+                continue
+            entry = decode_json(text)
+            if entry["expires_at"] > now:
+                revocations[key] = entry["record"]
+        return revocations

@@ -18,6 +18,7 @@ Tables (``telegraphy`` is the ``prefix`` option)::
     telegraphy_events         topic, seq, data, stored_at      (seq is the offset)
     telegraphy_sessions       token, record, expires_at
     telegraphy_subscriptions  owner, idx, topic, match, options
+    telegraphy_revocations    key, record, expires_at
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from .base import (
     History,
     Position,
     StoredEvent,
+    check_expiry,
     check_options,
     check_read,
     check_ttl,
@@ -86,6 +88,12 @@ CREATE TABLE IF NOT EXISTS {p}_subscriptions (
     PRIMARY KEY (owner, idx)
 );
 CREATE INDEX IF NOT EXISTS {p}_subscriptions_topic ON {p}_subscriptions (topic, match);
+CREATE TABLE IF NOT EXISTS {p}_revocations (
+    key TEXT PRIMARY KEY,
+    record TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS {p}_revocations_expires_at ON {p}_revocations (expires_at);
 """
 
 
@@ -347,6 +355,7 @@ class SQLiteStore:
                         )
                     removed += cursor.rowcount
                 connection.execute(f"DELETE FROM {p}_sessions WHERE expires_at <= ?", (now,))
+                connection.execute(f"DELETE FROM {p}_revocations WHERE expires_at <= ?", (now,))
             return removed
 
         return await self._run(trim)
@@ -446,3 +455,40 @@ class SQLiteStore:
             return [str(owner) for (owner,) in rows]
 
         return await self._run(subscribers)
+
+    # Revocations
+
+    async def put_revocation(
+        self, key: str, record: Mapping[str, Any], expires_at: float, now: float, *, only_new: bool = False
+    ) -> bool:
+        """Keep ``record`` under ``key`` until ``expires_at``; see :meth:`Store.put_revocation`."""
+        check_expiry(expires_at, now)
+        text = encode_json(record, "revocation record")
+        p = self.prefix
+        # The upsert leaves a live row alone under only_new: rowcount says which happened.
+        condition = f" WHERE {p}_revocations.expires_at <= ?" if only_new else ""
+        parameters: tuple[Any, ...] = (key, text, float(expires_at), now) if only_new else (key, text, float(expires_at))
+
+        def put(connection: sqlite3.Connection) -> bool:
+            with self._write(connection):
+                cursor = connection.execute(
+                    f"INSERT INTO {p}_revocations (key, record, expires_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET record = excluded.record, expires_at = excluded.expires_at"
+                    + condition,
+                    parameters,
+                )
+                return cursor.rowcount > 0
+
+        return await self._run(put)
+
+    async def list_revocations(self, prefix: str, now: float) -> dict[str, dict[str, Any]]:
+        """Live records whose key starts with ``prefix``; see :meth:`Store.list_revocations`."""
+
+        def list_revocations(connection: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+            rows = connection.execute(
+                f"SELECT key, record FROM {self.prefix}_revocations WHERE expires_at > ? AND substr(key, 1, ?) = ?",
+                (now, len(prefix), prefix),
+            ).fetchall()
+            return {str(key): decode_json(text) for key, text in rows}
+
+        return await self._run(list_revocations)

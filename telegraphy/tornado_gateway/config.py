@@ -43,7 +43,8 @@ logger = logging.getLogger("telegraphy.gateway")
 KIB = 1024
 MIB = 1024 * KIB
 
-#: Secrets shorter than this get a warning: HS256 wants at least 256 bits.
+#: Shortest secret accepted, in bytes (UTF-8): HS256 wants at least 256 bits.
+#: A shorter one is refused unless ``--insecure-dev`` (then it draws a warning).
 MIN_SECRET_LENGTH = 32
 #: Shortest ``--metrics-token`` accepted.
 MIN_METRICS_TOKEN_LENGTH = 16
@@ -80,7 +81,8 @@ class Config:
         backlog: the listen backlog: connections the kernel queues before
             the gateway accepts them (capped by ``net.core.somaxconn``).
         secret: the shared HS256 secret, or ``None`` when none was given.
-        insecure_dev: allow starting without a secret (a random one is used).
+        insecure_dev: allow starting without a secret (a random one is used),
+            or with one shorter than ``MIN_SECRET_LENGTH`` bytes.
         realm: the single WAMP realm served.
         ws_path: the URL path of the WAMP WebSocket endpoint.
         allowed_origins: browser origins allowed to open a WebSocket besides
@@ -95,6 +97,8 @@ class Config:
         max_body_size: largest ``/publish`` request body, in bytes.
         max_batch: most events in one ``/publish`` request.
         jwt_leeway: clock skew tolerated on token ``exp``/``nbf``, in seconds.
+        connect_token_max_ttl: longest connect token accepted (``exp - iat``),
+            in seconds; revocations are kept this long (plus ``jwt_leeway``).
         outgoing_buffer: unsent bytes per connection before a slow consumer
             is disconnected.
         channels: the declared client channels (parsed by
@@ -152,6 +156,7 @@ class Config:
     max_body_size: int = 1 * MIB
     max_batch: int = 1000
     jwt_leeway: float = 5.0
+    connect_token_max_ttl: float = 3600.0
     outgoing_buffer: int = 4 * MIB
     channels: tuple[Any, ...] | None = None
     max_web_topics: int = 10_000
@@ -230,6 +235,7 @@ class Config:
             max_body_size=args.max_body_size,
             max_batch=args.max_batch,
             jwt_leeway=args.jwt_leeway,
+            connect_token_max_ttl=args.connect_token_max_ttl,
             outgoing_buffer=args.outgoing_buffer,
             channels=args.channels,
             max_web_topics=args.max_web_topics,
@@ -262,12 +268,22 @@ class Config:
         """Refuse settings the gateway cannot safely run with.
 
         Raises:
-            ConfigError: when there is no secret and ``insecure_dev`` is off,
-                or the SockJS path collides with another endpoint.
+            ConfigError: when there is no secret, or one shorter than
+                ``MIN_SECRET_LENGTH`` bytes, and ``insecure_dev`` is off; or
+                the SockJS path collides with another endpoint.
         """
         if not self.secret and not self.insecure_dev:
             raise ConfigError(
                 "no secret configured: set TELEGRAPHY_SECRET (or --secret / --secret-file), "
+                "or pass --insecure-dev for local development"
+            )
+        if self.secret and not self.insecure_dev and secret_bytes(self.secret) < MIN_SECRET_LENGTH:
+            # Every signed-in page carries a token signed with it: a short
+            # secret can be found offline from one token.
+            raise ConfigError(
+                f"TELEGRAPHY_SECRET (--secret / --secret-file) is {secret_bytes(self.secret)} bytes long; "
+                f"at least {MIN_SECRET_LENGTH} are required "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(48))'), "
                 "or pass --insecure-dev for local development"
             )
         taken = (
@@ -281,13 +297,15 @@ class Config:
 
         Call after :meth:`check`. A generated secret is random per process,
         so no web app can mint tokens for it: a loud warning says so. A short
-        configured secret gets a warning too.
+        configured secret is refused (:class:`ConfigError`), or under
+        ``insecure_dev`` gets a warning.
         """
         if self.secret:
-            if len(self.secret) < MIN_SECRET_LENGTH:
+            if secret_bytes(self.secret) < MIN_SECRET_LENGTH:
+                self.check()
                 logger.warning(
-                    "the secret is %d characters long; use at least %d random characters",
-                    len(self.secret),
+                    "INSECURE DEVELOPMENT MODE: the secret is %d bytes long; use at least %d random bytes",
+                    secret_bytes(self.secret),
                     MIN_SECRET_LENGTH,
                 )
             return self
@@ -298,6 +316,11 @@ class Config:
             "Set TELEGRAPHY_SECRET before deploying."
         )
         return dataclasses.replace(self, secret=secrets.token_urlsafe(32), secret_generated=True)
+
+
+def secret_bytes(secret: str) -> int:
+    """The length of ``secret`` in bytes (UTF-8), as HS256 uses it."""
+    return len(secret.encode("utf-8"))
 
 
 def parse_size(text: str) -> int:
@@ -587,8 +610,8 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "--secret",
         default=None,
         metavar="SECRET",
-        help="shared HS256 secret for publish and connect tokens; prefer the env var or --secret-file, "
-        "flags show in the process list (env: TELEGRAPHY_SECRET; default: none)",
+        help="shared HS256 secret for publish and connect tokens, at least 32 bytes; prefer the env var or "
+        "--secret-file, flags show in the process list (env: TELEGRAPHY_SECRET; default: none)",
     )
     parser.add_argument(
         "--secret-file",
@@ -601,8 +624,8 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         action="store_const",
         const=True,
         default=None,
-        help="allow starting without a secret: a random per-process secret is used and a warning logged; "
-        "local development only (env: TELEGRAPHY_INSECURE_DEV; default: off)",
+        help="allow starting without a secret (a random per-process secret is used) or with one shorter "
+        "than 32 bytes, with a warning logged; local development only (env: TELEGRAPHY_INSECURE_DEV; default: off)",
     )
     add("--realm", ["TELEGRAPHY_REALM"], "telegraphy", "telegraphy", _non_empty, "the WAMP realm served", metavar="REALM")
     add("--ws-path", ["TELEGRAPHY_WS_PATH"], "/ws", "/ws", _path, "URL path of the WAMP WebSocket endpoint", metavar="PATH")
@@ -784,6 +807,17 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "how several gateway processes act as one: local:// (a single process) or redis://HOST:PORT/DB "
         "(Redis pub/sub; add ?channel=NAME to keep deployments apart); needs a shared store",
         metavar="URL",
+    )
+    add(
+        "--connect-token-max-ttl",
+        ["TELEGRAPHY_CONNECT_TOKEN_MAX_TTL"],
+        3600.0,
+        "3600",
+        float,
+        "longest connect token accepted (exp - iat), seconds; longer ones are refused, "
+        "and logouts are remembered this long",
+        _positive,
+        metavar="SECONDS",
     )
     add(
         "--session-ttl",

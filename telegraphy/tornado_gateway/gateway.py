@@ -11,6 +11,14 @@ may do: the client channels (``--channels``), the per-session limits
 by the WAMP core), the per-IP connection rate (``--connection-rate``,
 ``--connection-burst``: :meth:`Gateway.admit`) and live revocations
 (:meth:`Gateway.revoke`, forwarded to the other gateway processes on the bus).
+
+Revocations are also kept in the store, shared by every gateway process,
+until no connect token they cover can still be valid
+(``--connect-token-max-ttl`` plus ``--jwt-leeway``), and loaded at start:
+a restarted gateway, or one started later, still refuses a ticket issued
+before a logout. The store also remembers the ``jti`` of every manage token
+used on ``POST /revoke`` until it expires (:meth:`Gateway.use_manage_token`),
+so each is accepted once, by any process.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from telegraphy.wamp import Authenticator, Router, SessionState
 from telegraphy.wamp.audience import Grants
 from telegraphy.wamp.channels import ChannelPolicy
 from telegraphy.wamp.limits import KeyedRateLimiter, SessionLimits
-from telegraphy.wamp.revocation import parse_grants
+from telegraphy.wamp.revocation import Revocations, parse_grants
 from telegraphy.websocket import CLOSE_GOING_AWAY, CLOSE_POLICY
 
 from .websocket import WampWebSocketProtocol, WebSocketUpgradeHandler
@@ -74,7 +82,12 @@ class Gateway:
         self.metrics = metrics
         self.started_at = time.monotonic()
         self.connections: set[WampWebSocketProtocol] = set()
-        authenticator = Authenticator(config.secret, allow_anonymous=config.allow_anonymous, leeway=config.jwt_leeway)
+        authenticator = Authenticator(
+            config.secret,
+            allow_anonymous=config.allow_anonymous,
+            leeway=config.jwt_leeway,
+            max_token_ttl=config.connect_token_max_ttl,
+        )
         channels = ChannelPolicy(config.channels or (), max_web_topics=config.max_web_topics)
         limits = SessionLimits(
             max_subscriptions=config.max_subscriptions, publish_rate=config.publish_rate, publish_burst=config.publish_burst
@@ -82,6 +95,11 @@ class Gateway:
         self.router = Router(
             authenticator, (config.realm,), stats=metrics, on_output=self._schedule_flush, channels=channels, limits=limits
         )
+        #: How long a revocation matters: until the last token it covers has expired.
+        self.revocation_memory = config.connect_token_max_ttl + config.jwt_leeway
+        self.router.revocations = Revocations(memory=self.revocation_memory)
+        #: Manage-token ids used on /revoke, when there is no store: jti -> expiry.
+        self._used_tokens: dict[str, float] = {}
         #: New connections per client IP (WebSocket upgrades and new SockJS sessions).
         self.connection_limiter = KeyedRateLimiter(config.connection_rate, config.connection_burst)
         self._loop = asyncio.get_event_loop()
@@ -179,6 +197,7 @@ class Gateway:
 
         self.web_topics = StoredWebTopics(self.router.channels.web_topics, self.store)
         await self.web_topics.load()
+        await self._load_revocations()
         self.persistence = Persistence(self.router, self.store, session_ttl=self.config.session_ttl)
         self.persistence.on_revocation = self._remote_revocation
         if not self.config.bus.lower().startswith("local"):
@@ -186,11 +205,17 @@ class Gateway:
 
             if self.config.store.lower().startswith("memory"):
                 raise BusError("a bus needs a store shared by every gateway process (sqlite, redis or mongodb), not memory://")
-            self.bus = open_bus(self.config.bus)
+            # Signed with a key derived from the secret: forged messages are dropped.
+            self.bus = open_bus(self.config.bus, secret=self.config.secret)
+            if hasattr(self.bus, "on_rejected"):
+                self.bus.on_rejected = self._bus_message_rejected
             await self.bus.open(self.persistence.bus_message)
             self.persistence.bus = self.bus
         self._trimmer = tornado.ioloop.PeriodicCallback(self._trim, TRIM_INTERVAL * 1000)
         self._trimmer.start()
+
+    def _bus_message_rejected(self) -> None:
+        self.metrics.bus_messages_rejected += 1
 
     async def _trim(self) -> None:
         assert self.store is not None
@@ -218,7 +243,7 @@ class Gateway:
     # Revocation --------------------------------------------------------------
 
     async def revoke(self, user: str, grants: dict[str, Any] | None, logout: bool) -> int:
-        """Apply a revocation here, tell the other processes, forget a logged-out user's sessions.
+        """Apply a revocation here, keep it in the store, tell the other processes, forget a logged-out user's sessions.
 
         Returns how many live sessions of ``user`` this process had. The live
         sessions are dealt with before this returns (and before any await):
@@ -226,19 +251,25 @@ class Gateway:
 
         Raises:
             ValueError: ``grants`` is malformed (nothing was applied).
-            RevocationIncomplete: the bus or the store failed (applied here; retry).
+            RevocationIncomplete: the store or the bus failed (applied here; retry).
         """
         parsed = None if grants is None else parse_grants(user, grants)
-        sessions = self._apply_revocation(user, parsed, logout)
+        at = time.time()
+        sessions = self._apply_revocation(user, parsed, logout, at)
         persistence = self.persistence
-        if persistence is None:
+        if persistence is None or self.store is None:
             return sessions
         failed = None
         try:
-            await persistence.announce_revocation({"user": user, "logout": logout, "grants": grants})
+            await self._store_revocation(user, grants, logout, at)
+        except Exception:
+            logger.exception("could not keep the revocation of user %s in the store", user)
+            failed = "store"
+        try:
+            await persistence.announce_revocation({"user": user, "logout": logout, "grants": grants, "at": at})
         except Exception:
             logger.exception("could not announce the revocation of user %s on the bus", user)
-            failed = "bus"
+            failed = failed or "bus"
         if logout:
             try:
                 await persistence.forget_user(user)
@@ -249,14 +280,73 @@ class Gateway:
             raise RevocationIncomplete(failed)
         return sessions
 
-    def _apply_revocation(self, user: str, grants: Grants | None, logout: bool) -> int:
-        sessions = self.router.revoke(user, time.time(), grants=grants, logout=logout)
+    async def _store_revocation(self, user: str, grants: dict[str, Any] | None, logout: bool, at: float) -> None:
+        """Keep a revocation in the store until no token it covers can be valid (one record per kind and user)."""
+        assert self.store is not None
+        expires_at = at + self.revocation_memory
+        if logout:
+            await self.store.put_revocation(f"user:logout:{user}", {"user": user, "at": at}, expires_at, at)
+        if grants is not None:
+            record = {"user": user, "at": at, "grants": grants}
+            await self.store.put_revocation(f"user:grants:{user}", record, expires_at, at)
+
+    async def _load_revocations(self) -> None:
+        """Load the revocations kept in the store (made by any process, before this one started).
+
+        Raises:
+            StoreError: when the store cannot be read.
+        """
+        assert self.store is not None
+        now = time.time()
+        records = await self.store.list_revocations("user:", now)
+        revocations = self.router.revocations
+        for key, record in records.items():
+            user, at = record.get("user"), record.get("at")
+            if not isinstance(user, str) or not user or isinstance(at, bool) or not isinstance(at, (int, float)):
+                logger.warning("ignoring a malformed revocation %r in the store", key[:80])
+                continue
+            if key.startswith("user:logout:"):
+                revocations.restore(user, float(at), None, None, now)
+                continue
+            try:
+                grants = parse_grants(user, record.get("grants"))
+            except ValueError:
+                logger.warning("ignoring a malformed revocation %r in the store", key[:80])
+                continue
+            revocations.restore(user, None, float(at), grants, now)
+        if records:
+            logger.info("loaded %d revocations from the store", len(records))
+
+    async def use_manage_token(self, claims: dict[str, Any]) -> bool:
+        """Record that the manage token with ``claims`` (verified) was used; False if it was used before.
+
+        Its ``jti`` is kept until the token expires (in the store when
+        there is one, so the rule holds across processes and restarts).
+
+        Raises:
+            Exception: whatever the store raises when it cannot be written.
+        """
+        now = time.time()
+        jti = str(claims["jti"])
+        expires_at = max(float(claims["exp"]) + self.config.jwt_leeway, now + 1.0)
+        if self.store is not None:
+            return await self.store.put_revocation(f"jti:{jti}", {}, expires_at, now, only_new=True)
+        used = self._used_tokens
+        for old in [key for key, expiry in used.items() if expiry <= now]:
+            del used[old]
+        if jti in used:
+            return False
+        used[jti] = expires_at
+        return True
+
+    def _apply_revocation(self, user: str, grants: Grants | None, logout: bool, at: float) -> int:
+        sessions = self.router.revoke(user, at, grants=grants, logout=logout)
         if logout and sessions:
             logger.info("logged out user %s: %d sessions ended", user, sessions)
         return sessions
 
     def _remote_revocation(self, revocation: dict[str, Any]) -> None:
-        """A revocation announced by another gateway process: apply it here too."""
+        """A revocation announced by another gateway process (a verified bus message): apply it here too."""
         user, grants, logout = revocation.get("user"), revocation.get("grants"), revocation.get("logout") is True
         if not isinstance(user, str) or not user:
             return
@@ -265,7 +355,13 @@ class Gateway:
         except ValueError:
             logger.warning("ignoring a malformed revocation from the bus")
             return
-        self._apply_revocation(user, parsed, logout)
+        now = time.time()
+        at = revocation.get("at")
+        # The time the revocation was made, so every node covers the same tickets.
+        at = min(float(at), now) if isinstance(at, (int, float)) and not isinstance(at, bool) else now
+        if parsed is not None and not logout and self.router.revocations.superseded(user, at):
+            return  # newer grants are in force already
+        self._apply_revocation(user, parsed, logout, at)
         if logout and self.persistence is not None:
             # Records this process was about to save must go too.
             task = asyncio.ensure_future(self.persistence.forget_user(user))

@@ -22,11 +22,14 @@ Publish error codes: ``unauthorized`` (401), ``invalid_json``,
 
 Management (``GET /sessions``, ``/subscriptions?user=``, ``/subscribers?topic=``
 and its alias ``/subscriptors``): a manage token is required (``unauthorized``,
-401); a missing query parameter is ``missing_parameter`` (400); a store that
+401; it lives at most five minutes, and may be reused within that time:
+these reads change nothing); a missing query parameter is ``missing_parameter`` (400); a store that
 cannot be read is ``store_unavailable`` (503). The data comes from
 :mod:`.management`.
 
-Revocation (``POST /revoke``, manage token, JSON body ``{"user": "<id>",
+Revocation (``POST /revoke``, a manage token minted for this one request:
+its ``body_sha256`` is the hash of the body and it is accepted once, see
+:mod:`telegraphy.tokens`; JSON body ``{"user": "<id>",
 "logout": bool, "grants": {"groups": [...], "perms": [...], "superuser":
 bool} | null}``): answered ``200 {"sessions": n}``, ``n`` the user's live
 sessions on this gateway process. Errors: ``unauthorized`` (401),
@@ -38,6 +41,7 @@ safe).
 
 from __future__ import annotations
 
+import functools
 import hmac
 import inspect
 import json
@@ -462,18 +466,38 @@ MAX_REVOKE_BODY = 256 * 1024
 class RevokeHandler(_GatewayHandler):
     """``POST /revoke``: a user logged out, or their grants changed; applied to their live sessions at once."""
 
+    claims: dict[str, Any]
+
     def prepare(self) -> None:
-        """Refuse the request unless it is a POST with a valid manage token and a body of a sane size."""
+        """Refuse the request unless it is a POST with a valid manage token bound to its body, of a sane size."""
         if self.request.method != "POST":
             raise ApiError(405, "method_not_allowed", f"use POST to revoke, not {self.request.method}", headers={"Allow": "POST"})
-        self.authenticate(verify_manage_token, "manage")
-        if len(self.request.body) > MAX_REVOKE_BODY:
-            raise ApiError(413, "body_too_large", f"body is {len(self.request.body)} bytes, the limit is {MAX_REVOKE_BODY}")
+        body = self.request.body
+        # The token names this exact body (body_sha256): a captured token
+        # cannot carry another revocation.
+        self.claims = self.authenticate(functools.partial(verify_manage_token, body=body), "manage")
+        if len(body) > MAX_REVOKE_BODY:
+            raise ApiError(413, "body_too_large", f"body is {len(body)} bytes, the limit is {MAX_REVOKE_BODY}")
 
     async def post(self) -> None:
         """Apply the revocation; answer 200 with the number of live sessions concerned here."""
         user, logout, grants = parse_revoke_body(self.request.body)
         from telegraphy.tornado_gateway.gateway import RevocationIncomplete
+
+        # Each manage token is used once: a replayed request changes nothing.
+        try:
+            fresh = await self.gateway.use_manage_token(self.claims)
+        except Exception:
+            logger.exception("revoke: could not record the manage token as used")
+            raise ApiError(503, "store_unavailable", "could not check the token: retry with a new one") from None
+        if not fresh:
+            reason = "token already used: mint a new one per request"
+            raise ApiError(
+                401,
+                "unauthorized",
+                reason,
+                headers={"WWW-Authenticate": f'Bearer realm="telegraphy", error="invalid_token", error_description="{reason}"'},
+            )
 
         try:
             sessions = await self.gateway.revoke(user, grants, logout)

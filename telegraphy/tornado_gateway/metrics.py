@@ -42,6 +42,7 @@ _COUNTERS: tuple[tuple[str, str], ...] = (
     ("connections_throttled", "WebSocket and SockJS connections refused with 429 by the per-IP rate (--connection-rate)."),
     ("revocations", "Revocations applied (POST /revoke, and those of other gateway processes on the bus)."),
     ("sockjs_forwarded", "SockJS requests forwarded to the gateway node holding their session (over the bus)."),
+    ("bus_messages_rejected", "Bus messages dropped: unsigned, forged or stale (not signed with this gateway's secret)."),
 )
 
 # Help lines of the gauges the gateway reports; others get a generic line.
@@ -81,6 +82,7 @@ class Metrics:
         connections_throttled: connections refused by ``--connection-rate``.
         revocations: revocations applied.
         sockjs_forwarded: SockJS requests forwarded to the node holding their session.
+        bus_messages_rejected: bus messages dropped by signature verification.
     """
 
     def __init__(self) -> None:
@@ -101,6 +103,7 @@ class Metrics:
         self.connections_throttled = 0
         self.revocations = 0
         self.sockjs_forwarded = 0
+        self.bus_messages_rejected = 0
 
     def publish_error(self, code: str) -> None:
         """Count one ``/publish`` request answered with error ``code``."""

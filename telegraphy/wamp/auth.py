@@ -11,7 +11,9 @@ Methods (WAMP §14.5 "Authentication"; the client lists them in
 - ``anonymous``: allowed unless switched off; authid ``anonymous``, authrole
   ``anonymous``.
 - ``ticket`` (§14.5.3 "Ticket-based Authentication"): the ticket is a connect
-  token (see :mod:`telegraphy.tokens`); its ``sub`` is the authid.
+  token (see :mod:`telegraphy.tokens`); its ``sub`` is the authid. It must
+  carry ``iat`` (logouts and grant changes are judged by it, see
+  :mod:`.revocation`) and live at most ``max_token_ttl`` seconds.
 - ``wampcra`` (§14.5.2 "Challenge Response Authentication"): the key of an
   authid is :func:`telegraphy.tokens.wampcra_key` of the gateway secret, so
   any web app holding the secret can hand users their keys.
@@ -28,7 +30,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..tokens import TokenError, verify_connect_token, wampcra_key
+from ..tokens import MAX_CONNECT_TOKEN_TTL, TokenError, verify_connect_token, wampcra_key
 from .errors import AuthenticationFailed, uris
 from .messages import Authenticate, Challenge, Hello
 
@@ -75,12 +77,21 @@ class Authenticator:
         secret: the gateway secret (verifies tickets, derives WAMP-CRA keys).
         allow_anonymous: accept ``anonymous`` (and HELLOs naming no method).
         leeway: seconds of clock skew accepted on token expiry.
+        max_token_ttl: longest connect token accepted (``exp - iat``), seconds.
     """
 
-    def __init__(self, secret: str | bytes, *, allow_anonymous: bool = True, leeway: float = 5.0) -> None:
+    def __init__(
+        self,
+        secret: str | bytes,
+        *,
+        allow_anonymous: bool = True,
+        leeway: float = 5.0,
+        max_token_ttl: float = MAX_CONNECT_TOKEN_TTL,
+    ) -> None:
         self.secret = secret
         self.allow_anonymous = allow_anonymous
         self.leeway = leeway
+        self.max_token_ttl = max_token_ttl
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -138,7 +149,7 @@ class Authenticator:
                 raise AuthenticationFailed("wampcra signature is invalid")
             return Identity(authid=pending.authid, authrole="user", authmethod="wampcra")
         try:
-            claims = verify_connect_token(answer.signature, self.secret, self.leeway)
+            claims = verify_connect_token(answer.signature, self.secret, self.leeway, max_ttl=self.max_token_ttl)
         except TokenError as exc:
             raise AuthenticationFailed(f"ticket refused: {exc.reason}") from None
         subject = claims.get("sub")

@@ -40,12 +40,14 @@ def test_missing_secret_is_fine_when_disabled(settings):
     assert check_settings() == []
 
 
-def test_short_secret_is_a_warning(settings):
-    """A secret under 32 characters: Warning telegraphy.W001."""
+def test_short_secret_is_an_error(settings):
+    """A secret under 32 bytes: Error telegraphy.E009 naming the setting and the minimum."""
     settings.TELEGRAPHY_SECRET = "short"
     (message,) = check_settings()
-    assert (message.id, message.level) == ("telegraphy.W001", checks.WARNING)
-    assert "5 characters" in message.msg
+    assert (message.id, message.level) == ("telegraphy.E009", checks.ERROR)
+    assert "TELEGRAPHY_SECRET is 5 bytes long" in message.msg and "at least 32" in message.msg
+    settings.TELEGRAPHY_SECRET = "é" * 16  # 32 bytes in UTF-8
+    assert check_settings() == []
 
 
 def test_malformed_gateway_urls_are_errors(settings):

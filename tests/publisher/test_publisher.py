@@ -194,3 +194,24 @@ def test_gateway_restart_is_survived_by_reconnecting(gateway_process, make_publi
     second = gateway_process(port=first.port, secret=first.secret)
     assert publisher.publish(make_event("a.B"))
     assert second.alive()
+
+
+def test_each_revoke_sends_a_fresh_token_bound_to_its_body(gateway, make_publisher):
+    """revoke() mints a single-use manage token per request, naming its body: repeated revocations all succeed."""
+    from telegraphy.tokens import body_hash, verify_manage_token
+
+    publisher = make_publisher(gateway.url, gateway.secret)
+    seen = []
+    round_trip = publisher._round_trip
+
+    def recording(connection, body, path=None, token=None):
+        minted = token()
+        seen.append((verify_manage_token(minted, gateway.secret), body))
+        return round_trip(connection, body, path, lambda: minted)
+
+    publisher._round_trip = recording
+    assert publisher.revoke(7, grants={"groups": []}) == {"sessions": 0}
+    assert publisher.revoke(7, grants={"groups": []}) == {"sessions": 0}  # same body, new token
+    assert publisher.revoke(7, logout=True) == {"sessions": 0}
+    assert len({claims["jti"] for claims, _ in seen}) == 3
+    assert all(claims["body_sha256"] == body_hash(body) for claims, body in seen)

@@ -719,3 +719,71 @@ def test_redact_url_hides_passwords() -> None:
     assert redact_url("mongodb://ann:pw@h1,h2/db?replicaSet=r") == "mongodb://ann:***@h1,h2/db?replicaSet=r"
     assert redact_url("redis://h/0?password=pw&db=1") == "redis://h/0?password=***&db=1"
     assert redact_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+# Revocations
+
+
+def test_revocations_are_kept_until_their_expiry_listed_by_prefix_and_replaced(backend: Backend) -> None:
+    """put_revocation keeps a record until its expiry; list_revocations filters by prefix; a put replaces; trim drops expired ones."""
+
+    async def scenario(store: Store) -> None:
+        assert await store.list_revocations("user:", NOW) == {}
+        assert await store.put_revocation("user:logout:7", {"at": NOW}, NOW + 60, NOW) is True
+        assert await store.put_revocation("user:grants:7", {"at": NOW, "grants": {"superuser": False}}, NOW + 10, NOW)
+        assert await store.put_revocation("jti:abc", {}, NOW + 60, NOW)
+        assert await store.list_revocations("user:", NOW) == {
+            "user:logout:7": {"at": NOW},
+            "user:grants:7": {"at": NOW, "grants": {"superuser": False}},
+        }
+        assert await store.list_revocations("", NOW + 10) == {"user:logout:7": {"at": NOW}, "jti:abc": {}}
+        assert await store.put_revocation("user:logout:7", {"at": NOW + 5}, NOW + 120, NOW + 5) is True
+        assert await store.list_revocations("user:logout:", NOW + 100) == {"user:logout:7": {"at": NOW + 5}}
+        await store.trim(NOW + 100)
+        assert await store.list_revocations("", NOW + 50) == {"user:logout:7": {"at": NOW + 5}}
+        with pytest.raises(ValueError):
+            await store.put_revocation("k", {}, NOW, NOW)
+        with pytest.raises(TypeError):
+            await store.put_revocation("k", {"x": object()}, NOW + 1, NOW)
+
+    backend.run(scenario)
+
+
+def test_only_new_revocation_is_written_once_while_live(backend: Backend) -> None:
+    """put_revocation(only_new=True) refuses a key that is live, also when many tasks on two instances race; an expired key is free again."""
+
+    async def scenario(first: Store) -> None:
+        second = backend.make() if backend.shared else first
+        if second is not first:
+            await second.open()
+        try:
+            results = await asyncio.gather(
+                *(
+                    (first if i % 2 else second).put_revocation("jti:x", {"i": i}, NOW + 60, NOW, only_new=True)
+                    for i in range(10)
+                )
+            )
+            assert results.count(True) == 1
+            assert await first.put_revocation("jti:x", {}, NOW + 60, NOW + 59, only_new=True) is False
+            assert await second.put_revocation("jti:x", {"again": True}, NOW + 200, NOW + 60, only_new=True) is True
+            assert await first.list_revocations("jti:", NOW + 61) == {"jti:x": {"again": True}}
+        finally:
+            if second is not first:
+                await second.close()
+
+    backend.run(scenario)
+
+
+def test_revocations_survive_a_new_instance(backend: Backend) -> None:
+    """A durable store (a new instance on the same file or server) still lists the live revocations."""
+    if not backend.shared:
+        pytest.skip("a memory store's revocations die with the instance")
+
+    async def write(store: Store) -> None:
+        await store.put_revocation("user:logout:ann", {"at": NOW}, NOW + 3600, NOW)
+
+    async def reopen(store: Store) -> None:
+        assert await store.list_revocations("user:", NOW + 1) == {"user:logout:ann": {"at": NOW}}
+
+    backend.run(write)
+    backend.run(reopen)

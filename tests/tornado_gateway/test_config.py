@@ -248,12 +248,26 @@ def test_with_secret_generates_under_insecure_dev(caplog: pytest.LogCaptureFixtu
 
 
 def test_with_secret_keeps_configured_secret(caplog: pytest.LogCaptureFixture) -> None:
-    """A configured secret is kept; a short one draws a warning that does not show it."""
+    """A configured secret is kept; a short one is kept only under --insecure-dev, with a warning that does not show it."""
     config = parse(["--secret", SECRET])
     assert config.with_secret() is config
+    with pytest.raises(ConfigError):
+        parse(["--secret", "zq9-short"]).with_secret()
     with caplog.at_level(logging.WARNING, logger="telegraphy.gateway"):
-        assert parse(["--secret", "zq9-short"]).with_secret().secret == "zq9-short"
-    assert "9 characters long" in caplog.text and "zq9-short" not in caplog.text
+        assert parse(["--secret", "zq9-short", "--insecure-dev"]).with_secret().secret == "zq9-short"
+    assert "9 bytes long" in caplog.text and "zq9-short" not in caplog.text
+
+
+def test_check_refuses_short_secret() -> None:
+    """check() refuses a secret under 32 bytes, naming the setting and the minimum, unless --insecure-dev."""
+    for argv, env in ((["--secret", "abc"], {}), ([], {"TELEGRAPHY_SECRET": "x" * 31})):
+        with pytest.raises(ConfigError) as info:
+            parse(argv, env).check()
+        assert "TELEGRAPHY_SECRET" in str(info.value) and "at least 32" in str(info.value)
+        assert "abc" not in str(info.value)
+    parse(["--secret", "abc", "--insecure-dev"]).check()
+    parse(["--secret", "x" * 32]).check()
+    parse(["--secret", "é" * 16]).check()  # 32 bytes in UTF-8
 
 
 def test_with_secret_refuses_without_secret() -> None:
@@ -288,6 +302,7 @@ def test_help_lists_every_flag_with_env_and_default(capsys: pytest.CaptureFixtur
         ("--max-body-size", "TELEGRAPHY_MAX_BODY_SIZE", "1M"),
         ("--max-batch", "TELEGRAPHY_MAX_BATCH", "1000"),
         ("--jwt-leeway", "TELEGRAPHY_JWT_LEEWAY", "5"),
+        ("--connect-token-max-ttl", "TELEGRAPHY_CONNECT_TOKEN_MAX_TTL", "3600"),
         ("--outgoing-buffer", "TELEGRAPHY_OUTGOING_BUFFER", "4M"),
         ("--ping-interval", "TELEGRAPHY_PING_INTERVAL", "25"),
         ("--log-level", "TELEGRAPHY_LOG_LEVEL", "info"),
@@ -296,6 +311,15 @@ def test_help_lists_every_flag_with_env_and_default(capsys: pytest.CaptureFixtur
         assert flag in text
         assert f"(env: {env}; default: {default}" in text, flag
     assert "--no-allow-anonymous" in text
+
+
+def test_connect_token_max_ttl_flag_and_env() -> None:
+    """--connect-token-max-ttl defaults to 3600 s; the flag or TELEGRAPHY_CONNECT_TOKEN_MAX_TTL changes it; 0 is refused."""
+    assert parse([]).connect_token_max_ttl == 3600.0
+    assert parse(["--connect-token-max-ttl", "600"]).connect_token_max_ttl == 600.0
+    assert parse([], {"TELEGRAPHY_CONNECT_TOKEN_MAX_TTL": "120"}).connect_token_max_ttl == 120.0
+    with pytest.raises(SystemExit):
+        parse(["--connect-token-max-ttl", "0"])
 
 
 def test_sockjs_hixie76_flag_and_env() -> None:

@@ -482,6 +482,15 @@ def test_refuses_to_start_without_secret() -> None:
     assert result.stdout == ""
 
 
+def test_refuses_to_start_with_weak_secret() -> None:
+    """TELEGRAPHY_SECRET=abc: the gateway exits 2 naming the setting and the 32-byte minimum, never the secret."""
+    result = run_gateway("--port", "0", env={"TELEGRAPHY_SECRET": "abc"})
+    assert result.returncode == 2
+    assert "TELEGRAPHY_SECRET" in result.stderr and "at least 32" in result.stderr
+    assert "abc" not in result.stderr
+    assert result.stdout == ""
+
+
 def test_invalid_setting_exits_2() -> None:
     """An invalid setting exits 2 with a message naming the flag and variable."""
     result = run_gateway("--port", "0", env={"TELEGRAPHY_MAX_BATCH": "many"})

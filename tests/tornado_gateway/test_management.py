@@ -426,3 +426,103 @@ def test_admin_session_calls_meta_procedures(gateway: GatewayProcess, serializer
 
     run(scenario())
 
+
+
+# Revocation tokens and persistence ----------------------------------------------------
+
+
+async def revoke(gw: GatewayProcess, body: bytes, token: str | None = None) -> tuple[int, Any]:
+    """POST /revoke with ``body`` and ``token`` (default: a fresh one bound to the body); return (status, JSON)."""
+    assert gw.secret is not None
+    token = token if token is not None else mint_manage_token(gw.secret, body=body)
+    response = await tornado.httpclient.AsyncHTTPClient().fetch(
+        f"{gw.url}/revoke", method="POST", body=body, raise_error=False, request_timeout=STEP,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    return response.code, json.loads(response.body)
+
+
+async def ticket_answer(gw: GatewayProcess, ticket: str) -> list[Any]:
+    """Offer ``ticket`` in a new session; return the gateway's answer (WELCOME or ABORT)."""
+    conn = await websocket_connect(gw.ws_url, subprotocols=["wamp.2.json"])
+    try:
+        await conn.write_message(json.dumps([1, REALM, {"roles": {"subscriber": {}}, "authmethods": ["ticket"]}]))
+        assert (await RawClient._read(conn))[0] == 4
+        await conn.write_message(json.dumps([5, ticket, {}]))
+        return await RawClient._read(conn)
+    finally:
+        conn.close()
+
+
+def test_revoke_token_is_single_use_and_bound_to_its_body(gateway: GatewayProcess) -> None:
+    """A /revoke manage token works once, for its own body: replays and other bodies get 401 and escalate nobody."""
+    assert gateway.secret is not None
+    legit = json.dumps({"user": "7", "grants": {"groups": []}}).encode()
+    forged = json.dumps({"user": "7", "grants": {"superuser": True}}).encode()
+
+    async def scenario() -> None:
+        user7 = await RawClient.join(gateway, "7")
+        token = mint_manage_token(gateway.secret, body=legit)
+        assert await revoke(gateway, legit, token) == (200, {"sessions": 1})
+        status, answer = await revoke(gateway, legit, token)
+        assert (status, answer["error"], answer["detail"]) == (401, "unauthorized", "token already used: mint a new one per request")
+        status, answer = await revoke(gateway, forged, token)
+        assert (status, answer["detail"]) == (401, "token was minted for another request body")
+        status, answer = await revoke(gateway, forged, mint_manage_token(gateway.secret))
+        assert status == 401 and answer["detail"].startswith("token has no 'body_sha256' claim")
+        # Still not a superuser: user 8's private channel stays closed to user 7.
+        refused = await user7.request([32, {}, "user.8.inbox"])
+        assert refused[0] == 8 and refused[4] == "wamp.error.not_authorized", refused
+        user7.drop()
+
+    run(scenario())
+
+
+def test_manage_and_connect_tokens_must_be_short_lived(gateway: GatewayProcess) -> None:
+    """A manage token living over 300 s, or a connect token living over 3600 s (ten years here), is refused."""
+    assert gateway.secret is not None
+    body = json.dumps({"user": "7", "logout": True}).encode()
+
+    async def scenario() -> None:
+        status, answer, _ = await get(gateway, "/sessions", mint_manage_token(gateway.secret, ttl=3600))
+        assert (status, answer["detail"]) == (401, "token lives 3600 s, more than the 300 s allowed")
+        status, answer = await revoke(gateway, body, mint_manage_token(gateway.secret, ttl=301, body=body))
+        assert (status, answer["detail"]) == (401, "token lives 301 s, more than the 300 s allowed")
+        abort = await ticket_answer(gateway, mint_connect_token(gateway.secret, "7", ttl=10 * 365 * 86400))
+        assert abort[0] == 3 and abort[2] == "wamp.error.authentication_failed", abort
+        assert abort[1]["message"] == "ticket refused: token lives 315360000 s, more than the 3600 s allowed"
+
+    run(scenario())
+
+
+def test_logout_outlives_a_restart_and_reaches_a_node_started_later(
+    gateway_process: Callable[..., GatewayProcess], tmp_path: Any
+) -> None:
+    """After a logout, a gateway restarted on the same SQLite store, and a second node started later, refuse the old ticket and the used manage token."""
+    env = {"TELEGRAPHY_STORE": f"sqlite:///{tmp_path / 'shared.sqlite3'}"}
+    first = gateway_process(env=env)
+    secret = first.secret
+    assert secret is not None
+    old_ticket = mint_connect_token(secret, "1")  # minted before the logout, or in its second
+    body = json.dumps({"user": "1", "logout": True}).encode()
+    token = mint_manage_token(secret, body=body)
+
+    async def logout() -> None:
+        assert (await ticket_answer(first, old_ticket))[0] == 2
+        assert await revoke(first, body, token) == (200, {"sessions": 0})
+
+    run(logout())
+    first.stop()
+    restarted = gateway_process(env=env, secret=secret)
+    later = gateway_process(env=env, secret=secret)
+
+    async def after() -> None:
+        for gw in (restarted, later):
+            abort = await ticket_answer(gw, old_ticket)
+            assert abort[0] == 3 and abort[1]["message"] == "ticket refused: the user logged out after it was issued", abort
+            status, answer = await revoke(gw, body, token)
+            assert (status, answer["detail"]) == (401, "token already used: mint a new one per request")
+        fresh = mint_connect_token(secret, "1", now=time.time() + 1)  # issued after the logout
+        assert (await ticket_answer(restarted, fresh))[0] == 2
+
+    run(after())

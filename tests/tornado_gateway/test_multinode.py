@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_helpers import GatewayCrashed, GatewayProcess
+import redis
+from gateway_helpers import GatewayCrashed, GatewayProcess, wait_for_async
 from test_session_resume import CHAT, CHAT_CHANNELS, TOPIC, Client, client_publish, join_as, numbers, publish
+from tornado.websocket import websocket_connect
+
+from telegraphy.bus import BusSigner, bus_key
 
 REDIS = ("127.0.0.1", 6379)
 
@@ -183,3 +189,46 @@ def test_eligible_and_exclude_hold_across_nodes(gateway_process: Callable[..., G
         assert got == {"8": ["whisper", "not for 7", "for all"], "7": ["for user 7", "for all"], "6": ["not for 7", "for all"]}
 
     run(scenario())
+
+
+def _rejected(gw: GatewayProcess) -> float:
+    """The gateway's telegraphy_bus_messages_rejected_total counter."""
+    with urllib.request.urlopen(f"{gw.url}/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("telegraphy_bus_messages_rejected_total "):
+                return float(line.split()[1])
+    return -1.0
+
+
+def test_forged_bus_messages_are_dropped_and_escalate_nobody(gateway_process: Callable[..., GatewayProcess], tmp_path: Path) -> None:
+    """A revocation PUBLISHed into Redis by someone without the secret (unsigned, or signed with another key, or sent to a node's direct channel) is dropped and counted: the live session keeps its grants."""
+    channel = f"telegraphy-test-{secrets.token_hex(6)}"
+    env = {"TELEGRAPHY_STORE": f"sqlite:///{tmp_path / 'shared.sqlite3'}", "TELEGRAPHY_BUS": f"redis://127.0.0.1:6379/0?channel={channel}"}
+    gw = gateway_process(env=env)
+    assert gw.secret is not None
+    forged = json.dumps({"n": "intruder", "r": {"user": "7", "logout": False, "grants": {"superuser": True}}}).encode()
+    wrong_key = BusSigner(bus_key("not-the-gateway-secret-" + "x" * 32))
+
+    async def scenario() -> None:
+        user7 = Client(await websocket_connect(gw.ws_url, subprotocols=["wamp.2.json"]))
+        await user7.hello(authmethods=["ticket"], _ticket=gw.connect_token("7"))
+        intruder = redis.Redis(*REDIS)
+        try:
+            direct = [c.decode() for c in intruder.pubsub_channels(f"{channel}:node:*")]
+            assert len(direct) == 1, direct
+            intruder.publish(channel, forged)
+            intruder.publish(channel, wrong_key.sign(channel.encode(), forged, time.time()))
+            intruder.publish(direct[0], b'{"forged": "sockjs traffic"}')
+        finally:
+            intruder.close()
+        async def all_dropped() -> bool:
+            return _rejected(gw) == 3
+
+        await wait_for_async(all_dropped, 5.0, 0.05, "the gateway did not drop the 3 forged messages")
+        await user7.send([32, 2, {}, "user.8.inbox"])
+        refused = await user7.receive()
+        assert refused[0] == 8 and refused[4] == "wamp.error.not_authorized", refused
+        user7.close()
+
+    run(scenario())
+    assert "dropped 1 bus message(s) that were not signed" in gw.stderr()

@@ -64,12 +64,12 @@ async def _until_sentinel(client: Client) -> list[dict[str, Any]]:
 
 
 async def _post(gateway: GatewayProcess, path: str, body: Any, token: str | None = "") -> tornado.httpclient.HTTPResponse:
-    """POST JSON to ``path`` with a manage token (``""`` mints one, ``None`` sends none)."""
+    """POST JSON to ``path`` with a manage token (``""`` mints one for this body, ``None`` sends none)."""
     assert gateway.secret is not None
     headers = {"Content-Type": "application/json"}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token or mint_manage_token(gateway.secret)}"
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token or mint_manage_token(gateway.secret, body=data)}"
     client = tornado.httpclient.AsyncHTTPClient()
     return await client.fetch(f"{gateway.url}{path}", method="POST", body=data, headers=headers, raise_error=False, request_timeout=STEP)
 
@@ -371,10 +371,12 @@ def test_logout_ends_sessions_and_resume_tokens(gateway: GatewayProcess) -> None
         assert goodbye[0] == 6 and goodbye[2] == "wamp.close.logout", goodbye
         assert await asyncio.wait_for(live.conn.read_message(), STEP) is None
         assert live.conn.close_code == 1000
-        # Neither token resumes, even with a ticket minted after the logout.
+        # Neither token resumes, even with a ticket minted after the logout
+        # (in the next second: one from the logout's second is refused).
         for token in (live_token, gone_token):
             again = await RawClient.open(gateway)
-            welcome = await again.hello(authmethods=["ticket"], _ticket=mint_connect_token(gateway.secret, "5"), resume_token=token)
+            fresh = mint_connect_token(gateway.secret, "5", now=time.time() + 1)
+            welcome = await again.hello(authmethods=["ticket"], _ticket=fresh, resume_token=token)
             assert welcome["resumed"] is False, welcome
             again.close()
         # A ticket issued before the logout no longer opens a session.

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 
+import jwt
 import pytest
-from wamp_peers import SECRET, Peers, challenge_of, open_channels, wampcra_signature
+from wamp_peers import REALM, SECRET, Peers, challenge_of, open_channels, wampcra_signature
 
 from telegraphy.tokens import mint_connect_token, mint_publish_token, wampcra_key
+from telegraphy.wamp import Authenticator, Router
 from telegraphy.wamp import CLOSE_POLICY, CLOSE_PROTOCOL_ERROR, ServerSession, SessionState, uris
 from telegraphy.wamp.messages import Abort, Challenge, Error, Publish, Published, Welcome
 
@@ -119,6 +121,33 @@ def test_ticket_refused(peers: Peers, token: object, reason: str) -> None:
     message = _refused(peers, session)
     assert message == reason
     assert not ticket or ticket not in message
+
+
+def test_ticket_without_iat_refused(peers: Peers) -> None:
+    """A connect token without `iat` (which no logout could cover) gets ABORT naming the missing claim."""
+    session = _ticket_hello(peers)
+    claims = {"aud": "telegraphy:connect", "sub": "7", "exp": int(time.time()) + 60}
+    peers.send(session, [5, jwt.encode(claims, SECRET, algorithm="HS256"), {}])
+    assert _refused(peers, session) == "ticket refused: token has no 'iat' claim"
+
+
+def test_ticket_living_too_long_refused(peers: Peers) -> None:
+    """A connect token whose exp - iat exceeds the maximum (3600 s by default) is refused, however valid otherwise."""
+    session = _ticket_hello(peers)
+    peers.send(session, [5, mint_connect_token(SECRET, 7, ttl=10 * 365 * 86400), {}])
+    assert _refused(peers, session) == "ticket refused: token lives 315360000 s, more than the 3600 s allowed"
+    session = _ticket_hello(peers)
+    peers.send(session, [5, mint_connect_token(SECRET, 7, ttl=3600), {}])
+    assert isinstance(peers.read_one(session), Welcome)
+
+
+def test_ticket_lifetime_maximum_is_configurable() -> None:
+    """Authenticator(max_token_ttl=...) sets the longest connect token accepted."""
+    peers = Peers()
+    peers.router = Router(Authenticator(SECRET, max_token_ttl=60), (REALM,))
+    session = _ticket_hello(peers)
+    peers.send(session, [5, mint_connect_token(SECRET, 7, ttl=61), {}])
+    assert _refused(peers, session) == "ticket refused: token lives 61 s, more than the 60 s allowed"
 
 
 def test_ticket_for_another_authid_refused(peers: Peers) -> None:

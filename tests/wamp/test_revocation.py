@@ -138,11 +138,56 @@ def test_revocations_are_forgotten_after_their_memory() -> None:
     assert len(revocations) == 2
 
 
+def test_ticket_minted_in_the_same_second_as_a_logout_is_refused(peers: Peers) -> None:
+    """A revocation at T covers tickets with iat <= T: one minted in the logout's second (iat has second resolution) is refused."""
+    logout = int(time.time()) + 0.5
+    peers.router.revoke("1", logout, logout=True)
+    session = peers.attach()
+    peers.hello(session, authmethods=["ticket"])
+    peers.read(session)
+    peers.send(session, [5, mint_connect_token(peers.secret, "1", now=logout + 0.3), {}])  # iat == int(logout)
+    abort = peers.read_one(session)
+    assert isinstance(abort, Abort) and abort.details["message"] == "ticket refused: the user logged out after it was issued"
+    assert peers.join(user="1", now=logout + 0.5).state is SessionState.ESTABLISHED  # the next second
+
+
+def test_identity_without_iat_is_covered_by_every_revocation() -> None:
+    """A ticket identity with no issue time counts as issued before any logout or grant change."""
+    revocations = Revocations()
+    now = 1_000_000.0
+    revocations.record("1", None, True, now)
+    revocations.record("2", Grants("2"), False, now)
+    with pytest.raises(AuthenticationFailed):
+        revocations.grants_for(Identity("1", "user", "ticket", claims={}), Grants("1", frozenset({"staff"})), now)
+    old = Identity("2", "user", "ticket", claims={"iat": True})
+    assert revocations.grants_for(old, Grants("2", frozenset({"staff"})), now) == Grants("2")
+
+
+def test_restored_revocations_apply_and_later_ones_win() -> None:
+    """Revocations read back from the store apply to older tickets; an older one arriving late never undoes a newer one."""
+    revocations = Revocations(memory=100.0)
+    now = 1_000_000.0
+    revocations.restore("1", now - 10, None, None, now)
+    revocations.restore("2", None, now - 10, Grants("2"), now)
+    revocations.restore("3", now - 101, None, None, now)  # forgotten already: no token it covers is valid
+    with pytest.raises(AuthenticationFailed):
+        revocations.grants_for(Identity("1", "user", "ticket", claims={"iat": int(now) - 20}), Grants("1"), now)
+    staff = Grants("2", frozenset({"staff"}))
+    assert revocations.grants_for(Identity("2", "user", "ticket", claims={"iat": int(now) - 20}), staff, now) == Grants("2")
+    assert revocations.grants_for(Identity("3", "user", "ticket", claims={"iat": int(now) - 200}), Grants("3"), now) == Grants("3")
+    revocations.record("2", staff, False, now - 30)  # an older change, late
+    assert revocations.grants_for(Identity("2", "user", "ticket", claims={"iat": int(now) - 20}), staff, now) == Grants("2")
+    revocations.record("1", None, True, now - 30)  # an older logout, late
+    with pytest.raises(AuthenticationFailed):
+        revocations.grants_for(Identity("1", "user", "ticket", claims={"iat": int(now) - 20}), Grants("1"), now)
+
+
 def test_sessions_still_joining_are_not_counted(peers: Peers) -> None:
     """Only established sessions are live sessions: one waiting for its CHALLENGE answer is not touched."""
     pending = peers.attach()
     peers.hello(pending, authmethods=["ticket"])
     peers.read(pending)
     assert peers.router.revoke("1", time.time(), logout=True) == 0
-    peers.send(pending, [5, mint_connect_token(peers.secret, "1"), {}])
+    # A ticket from the next second: one from the logout's second is refused.
+    peers.send(pending, [5, mint_connect_token(peers.secret, "1", now=time.time() + 1), {}])
     assert isinstance(peers.read_one(pending), Welcome)

@@ -2,7 +2,8 @@
 
 =====================  =========================================================
 ``telegraphy.E001``    ``TELEGRAPHY_SECRET`` is not set
-``telegraphy.W001``    ``TELEGRAPHY_SECRET`` is shorter than 32 characters
+``telegraphy.E009``    ``TELEGRAPHY_SECRET`` is shorter than 32 bytes (the gateway
+                       refuses such a secret too)
 ``telegraphy.E002``    ``TELEGRAPHY_GATEWAY_URL`` is not an ``http(s)://host[:port]`` URL
 ``telegraphy.E003``    ``TELEGRAPHY_WS_URL`` is not a ``ws(s)://`` URL
 ``telegraphy.W002``    ``django.contrib.staticfiles`` is not installed
@@ -59,13 +60,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id="telegraphy.E001",
                 )
             )
-    elif len(secret) < MIN_SECRET_LENGTH:
+    elif _length(secret) < MIN_SECRET_LENGTH:
+        # Every signed-in page carries a token signed with it: a short secret
+        # can be found offline from one token. The gateway refuses it too.
         messages.append(
-            Warning(
-                f"{PREFIX}SECRET has {len(secret)} characters; a short secret can be guessed.",
+            Error(
+                f"{PREFIX}SECRET is {_length(secret)} bytes long; at least {MIN_SECRET_LENGTH} are required.",
                 hint=f"Use at least {MIN_SECRET_LENGTH} random characters, e.g. "
                 "python -c 'import secrets; print(secrets.token_urlsafe(48))'.",
-                id="telegraphy.W001",
+                id="telegraphy.E009",
             )
         )
     problem = _url_problem(conf.GATEWAY_URL, ("http", "https"))
@@ -203,6 +206,11 @@ def _audience_setting_problems() -> list[CheckMessage]:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             problems.append(f"{PREFIX}{name}: expected a whole number, 0 or more, got {value!r}")
     return [Error(f"{problem}.", id="telegraphy.E008") for problem in problems]
+
+
+def _length(secret: Any) -> int:
+    """The length of a secret in bytes (UTF-8 for a string), as HS256 uses it."""
+    return len(secret.encode("utf-8") if isinstance(secret, str) else bytes(secret))
 
 
 def _url_problem(url: Any, schemes: tuple[str, ...], *, path_allowed: bool = False) -> str | None:
