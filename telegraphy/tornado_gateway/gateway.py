@@ -76,7 +76,13 @@ class Gateway:
         authenticator = Authenticator(config.secret, allow_anonymous=config.allow_anonymous, leeway=config.jwt_leeway)
         channels = ChannelPolicy() if config.channels is None else ChannelPolicy(config.channels)
         limits = SessionLimits(
-            max_subscriptions=config.max_subscriptions, publish_rate=config.publish_rate, publish_burst=config.publish_burst
+            max_subscriptions=config.max_subscriptions,
+            publish_rate=config.publish_rate,
+            publish_burst=config.publish_burst,
+            max_uri_length=config.max_uri_length,
+            max_filter_size=config.max_filter_size,
+            max_total_subscriptions=config.max_total_subscriptions,
+            max_filters_total=config.max_filters_total,
         )
         self.router = Router(
             authenticator, (config.realm,), stats=metrics, on_output=self._schedule_flush, channels=channels, limits=limits
@@ -172,7 +178,13 @@ class Gateway:
             self.config.store, max_events=self.config.history_max_events, max_age=self.config.history_max_age
         )
         await self.store.open()
-        self.persistence = Persistence(self.router, self.store, session_ttl=self.config.session_ttl)
+        self.persistence = Persistence(
+            self.router,
+            self.store,
+            session_ttl=self.config.session_ttl,
+            anonymous_session_ttl=self.config.anonymous_session_ttl,
+            max_anonymous_sessions=self.config.max_anonymous_sessions,
+        )
         self.persistence.on_revocation = self._remote_revocation
         if not self.config.bus.lower().startswith("local"):
             from telegraphy.bus import BusError, open_bus

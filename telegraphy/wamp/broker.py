@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from .channels import may_receive, private_owner
 from .errors import ApplicationError, uris
+from .limits import UNLIMITED, SubscriptionBudget
 from .messages import Event
 
 if TYPE_CHECKING:
@@ -104,10 +105,13 @@ class Broker:
 
     Args:
         next_id: returns a fresh router-scope id (WAMP §7.1.3).
+        budget: the bounds on subscriptions and their filters, shared by the
+            brokers of one router (none by default).
     """
 
-    def __init__(self, next_id: Callable[[], int]) -> None:
+    def __init__(self, next_id: Callable[[], int], budget: SubscriptionBudget | None = None) -> None:
         self._next_id = next_id
+        self.budget = budget if budget is not None else SubscriptionBudget(UNLIMITED)
         # Keyed by topic, or by topic + NUL + filter key for filtered subscriptions.
         self._exact: dict[str, Subscription] = {}
         self._prefix: dict[str, Subscription] = {}
@@ -139,24 +143,44 @@ class Broker:
         share one subscription, so the filter runs once per event.
 
         Raises:
-            ApplicationError: ``wamp.error.invalid_argument`` for an invalid filter.
+            ApplicationError: ``wamp.error.invalid_argument`` for an invalid or
+                too large filter; ``telegraphy.error.limit_exceeded`` when the
+                router holds as many subscriptions (or bytes of filters) as
+                its budget allows.
         """
         wanted = {k: options[k] for k in ("filter", "exclude") if options and options.get(k) is not None}
         key, filter_key, predicate = topic, "", None
+        budget = self.budget
         if wanted:
             from telegraphy.query import QueryError, compile_filter
 
+            # Sized first, so an oversized filter is never compiled.
+            try:
+                filter_key = json.dumps(wanted, sort_keys=True, separators=(",", ":"), default=str)
+            except (TypeError, ValueError, RecursionError):
+                raise ApplicationError(uris.INVALID_ARGUMENT, "invalid filter: not JSON") from None
+            problem = budget.filter_problem(len(filter_key))  # ASCII: json.dumps escapes the rest
+            if problem is not None:
+                raise ApplicationError(uris.INVALID_ARGUMENT, f"invalid filter: {problem}")
+            key = f"{topic}\x00{filter_key}"
+            sub = self._table(match).get(key)
+            if sub is not None:  # the same filter on the same topic: shared, compiled already
+                sub.add(session)
+                return sub
             try:
                 predicate = compile_filter(wanted.get("filter"), wanted.get("exclude"))
             except QueryError as exc:
                 raise ApplicationError(uris.INVALID_ARGUMENT, f"invalid filter: {exc}") from None
             except (TypeError, ValueError) as exc:
                 raise ApplicationError(uris.INVALID_ARGUMENT, f"invalid filter: {exc}") from None
-            filter_key = json.dumps(wanted, sort_keys=True, separators=(",", ":"), default=str)
-            key = f"{topic}\x00{filter_key}"
         table = self._table(match)
         sub = table.get(key)
         if sub is None:
+            size = len(filter_key)
+            problem = budget.problem(size)
+            if problem is not None:
+                raise ApplicationError(uris.LIMIT_EXCEEDED, problem)
+            budget.add(size)
             sub = Subscription(self._next_id(), topic, match, now, predicate, filter_key, wanted)
             table[key] = sub
             self._by_id[sub.id] = sub
@@ -184,6 +208,7 @@ class Broker:
             key = f"{sub.topic}\x00{sub.filter_key}" if sub.filter_key else sub.topic
             del self._table(sub.match)[key]
             del self._by_id[sub.id]
+            self.budget.remove(len(sub.filter_key))
             if sub.filter_key and sub.match == "exact":
                 siblings = self._exact_filtered[sub.topic]
                 siblings.remove(sub)
