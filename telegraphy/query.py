@@ -442,6 +442,65 @@ def _json_equal(a: Any, b: Any) -> bool:
     return a is None and b is None
 
 
+def _equality(wanted: Any, work: _Work) -> Callable[[Any], bool]:
+    """Compile :func:`_json_equal` with a list or object ``wanted``: is the event's value equal to it?
+
+    Native equality decides (C speed; it is never true where JSON equality is
+    false). It is also true for ``true`` against ``1`` and ``false`` against
+    ``0``, so when ``wanted`` holds booleans or the numbers 0 and 1, values
+    found equal are walked once more to tell them apart, counting the items
+    visited against ``work``.
+    """
+    wanted = _as_lists(wanted)
+    if not _has_bool_or_unit(wanted):
+        return lambda found: _native_equal(found, wanted)
+
+    def equal_walked(found: Any) -> bool:
+        return _native_equal(found, wanted) and _same_kinds(found, wanted, work)
+
+    return equal_walked
+
+
+def _as_lists(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_as_lists(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _as_lists(v) for k, v in value.items()}
+    return value
+
+
+def _has_bool_or_unit(value: Any) -> bool:
+    if isinstance(value, list):
+        return any(_has_bool_or_unit(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_bool_or_unit(v) for v in value.values())
+    return isinstance(value, bool) or (_is_number(value) and value in (0, 1))
+
+
+def _native_equal(found: Any, wanted: Any) -> bool:
+    try:
+        return bool(found == wanted)
+    except RecursionError:  # pragma: no cover - deeper than any decoder builds
+        return False
+
+
+def _same_kinds(found: Any, wanted: Any, work: _Work) -> bool:
+    """For values natively equal: whether booleans sit exactly where ``wanted`` has them."""
+    if isinstance(wanted, list):
+        work.visit(len(wanted))
+        for a, b in zip(found, wanted):
+            if not _same_kinds(a, b, work):
+                return False
+        return True
+    if isinstance(wanted, dict):
+        work.visit(len(wanted))
+        for k, v in wanted.items():
+            if not _same_kinds(found[k], v, work):
+                return False
+        return True
+    return (found.__class__ is bool) is (wanted.__class__ is bool)
+
+
 def _holder(wanted: Any, work: _Work) -> Callable[[Any], bool]:
     """Compile ``wanted`` into a test of PostgreSQL ``jsonb @>``: does a container hold it?
 
@@ -572,7 +631,9 @@ def _exact(get: Getter, value: Any, key: str, lookup: str, work: _Work) -> Predi
             return found == value and found.__class__ is not bool and not isinstance(found, str)
 
         return equal_number
-    return lambda data: _json_equal(get(data), value)
+    work.used = True
+    equal = _equality(value, work)
+    return lambda data: equal(get(data))
 
 
 def _iexact(get: Getter, value: Any, key: str, lookup: str, work: _Work) -> Predicate:
@@ -599,7 +660,9 @@ def _in(get: Getter, value: Any, key: str, lookup: str, work: _Work) -> Predicat
     strings = frozenset(v for v in value if isinstance(v, str))
     numbers = frozenset(v for v in value if _is_number(v))
     booleans = frozenset(v for v in value if isinstance(v, bool))
-    others = tuple(v for v in value if isinstance(v, (list, tuple, Mapping)))
+    others = tuple(_equality(v, work) for v in value if isinstance(v, (list, tuple, Mapping)))
+    if others:
+        work.used = True
 
     def is_in(data: Any) -> bool:
         found = get(data)
@@ -611,7 +674,7 @@ def _in(get: Getter, value: Any, key: str, lookup: str, work: _Work) -> Predicat
             return found in numbers
         if found is None or not others:
             return False
-        return any(_json_equal(found, v) for v in others)
+        return any(equal(found) for equal in others)
 
     return is_in
 

@@ -725,3 +725,15 @@ def test_filter_strings_and_keys_are_bounded(monkeypatch: pytest.MonkeyPatch):
     exc = error({"abcdefghijk": 1})
     assert exc.problem == "key too long (max 10 characters)"
     assert exc.key is not None and len(exc.key) <= 11
+
+
+def test_exact_and_in_with_lists_keep_json_typing_and_are_counted(monkeypatch: pytest.MonkeyPatch):
+    """exact/in with lists or objects tell true from 1 and false from 0, and count the items they walk against MAX_WORK_ITEMS."""
+    assert compile_filter({"a": [1, 0]})({"a": [1.0, 0]})
+    assert not compile_filter({"a": [1, 0]})({"a": [True, False]})
+    assert not compile_filter({"a__in": [[True], ["x"]]})({"a": [1]})
+    assert compile_filter({"a__in": [(True,), ["x"]]})({"a": [True]})
+    assert compile_filter({"a": {"k": [2, "x"]}})({"a": {"k": [2.0, "x"]}})
+    monkeypatch.setattr(query, "MAX_WORK_ITEMS", 100)
+    assert compile_filter({"a": [[1]] * 40})({"a": [[1]] * 40})
+    assert not compile_filter({"a": [[1]] * 60})({"a": [[1]] * 60})
