@@ -152,7 +152,7 @@ class Config:
     max_uri_length: int = 512
     max_filter_size: int = 16 * KIB
     max_total_subscriptions: int = 100_000
-    max_filters_total: int = 16 * MIB
+    max_filters_total: int = 8 * MIB
     publish_rate: float = 50.0
     publish_burst: int = 100
     connection_rate: float = 20.0
@@ -681,8 +681,8 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     add(
         "--max-filters-total",
         ["TELEGRAPHY_MAX_FILTERS_TOTAL"],
-        16 * MIB,
-        "16M",
+        8 * MIB,
+        "8M",
         parse_size,
         "most bytes of filters the gateway process's subscriptions hold together (telegraphy.error.limit_exceeded beyond); 0: no limit",
         None,

@@ -21,6 +21,7 @@ pattern's component is not empty, so ``a..c`` matches ``a.b.c``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -41,7 +42,9 @@ __all__ = ["Broker", "Subscription", "filter_target"]
 class Subscription:
     """One topic + match policy and the sessions subscribed to it."""
 
-    __slots__ = ("codecs", "components", "created", "filter_key", "id", "match", "options", "predicate", "subscribers", "topic")
+    __slots__ = (
+        "codecs", "components", "created", "filter_key", "filter_size", "id", "match", "options", "predicate", "subscribers", "topic",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -58,7 +61,10 @@ class Subscription:
         self.match = match
         #: The compiled server-side filter, evaluated once per event for all subscribers.
         self.predicate = predicate
+        #: A digest of the filter's canonical JSON (not the JSON itself: a filter is held once, as ``options``).
         self.filter_key = filter_key
+        #: Bytes of the filter's canonical JSON (counted against the budget).
+        self.filter_size = 0
         #: The ``filter``/``exclude`` options that made it (empty without a filter).
         self.options = options or {}
         #: Unix time the subscription was created, when the caller said.
@@ -149,19 +155,21 @@ class Broker:
                 its budget allows.
         """
         wanted = {k: options[k] for k in ("filter", "exclude") if options and options.get(k) is not None}
-        key, filter_key, predicate = topic, "", None
+        key, filter_key, filter_size, predicate = topic, "", 0, None
         budget = self.budget
         if wanted:
             from telegraphy.query import QueryError, compile_filter
 
             # Sized first, so an oversized filter is never compiled.
             try:
-                filter_key = json.dumps(wanted, sort_keys=True, separators=(",", ":"), default=str)
+                canonical = json.dumps(wanted, sort_keys=True, separators=(",", ":"), default=str).encode("ascii")
             except (TypeError, ValueError, RecursionError):
                 raise ApplicationError(uris.INVALID_ARGUMENT, "invalid filter: not JSON") from None
-            problem = budget.filter_problem(len(filter_key))  # ASCII: json.dumps escapes the rest
+            filter_size = len(canonical)  # ASCII: json.dumps escapes the rest
+            problem = budget.filter_problem(filter_size)
             if problem is not None:
                 raise ApplicationError(uris.INVALID_ARGUMENT, f"invalid filter: {problem}")
+            filter_key = hashlib.sha256(canonical).hexdigest()
             key = f"{topic}\x00{filter_key}"
             sub = self._table(match).get(key)
             if sub is not None:  # the same filter on the same topic: shared, compiled already
@@ -176,12 +184,12 @@ class Broker:
         table = self._table(match)
         sub = table.get(key)
         if sub is None:
-            size = len(filter_key)
-            problem = budget.problem(size)
+            problem = budget.problem(filter_size)
             if problem is not None:
                 raise ApplicationError(uris.LIMIT_EXCEEDED, problem)
-            budget.add(size)
+            budget.add(filter_size)
             sub = Subscription(self._next_id(), topic, match, now, predicate, filter_key, wanted)
+            sub.filter_size = filter_size
             table[key] = sub
             self._by_id[sub.id] = sub
             if predicate is not None and match == "exact":
@@ -208,7 +216,7 @@ class Broker:
             key = f"{sub.topic}\x00{sub.filter_key}" if sub.filter_key else sub.topic
             del self._table(sub.match)[key]
             del self._by_id[sub.id]
-            self.budget.remove(len(sub.filter_key))
+            self.budget.remove(sub.filter_size)
             if sub.filter_key and sub.match == "exact":
                 siblings = self._exact_filtered[sub.topic]
                 siblings.remove(sub)
