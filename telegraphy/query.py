@@ -193,6 +193,17 @@ def compile_filter(filter: Mapping[str, Any] | None, exclude: Mapping[str, Any] 
     if not work.used:
         return predicate  # every condition's cost is bounded by the filter itself
     items, chars = MAX_WORK_ITEMS, MAX_WORK_CHARS
+    if accept is not None and reject is None:  # the common case, one call less
+
+        def bounded_accept(data: Any) -> bool:
+            work.items = items
+            work.chars = chars
+            try:
+                return accept(data)
+            except _OverBudget:
+                return False  # fail closed: an event too costly to judge is not delivered
+
+        return bounded_accept
 
     def bounded(data: Any) -> bool:
         work.items = items
@@ -200,7 +211,7 @@ def compile_filter(filter: Mapping[str, Any] | None, exclude: Mapping[str, Any] 
         try:
             return predicate(data)
         except _OverBudget:
-            return False  # fail closed: an event too costly to judge is not delivered
+            return False  # fail closed, exclude included: the event is not delivered
 
     return bounded
 
@@ -726,12 +737,14 @@ def _contains(get: Getter, value: Any, key: str, lookup: str, work: _Work) -> Pr
         raise _needs("a value", value, key, lookup)
     work.used = True
     holds = _holder(value, work)
+    free = _FREE_CHARS
     if isinstance(value, str):
 
         def contains_text(data: Any) -> bool:
             found = get(data)
             if isinstance(found, str):
-                work.read(found)
+                if len(found) > free:
+                    work.read(found)
                 return value in found
             return isinstance(found, list) and holds(found)
 
@@ -746,20 +759,29 @@ def _string_lookup(test: Callable[[str, str], bool], fold: bool) -> Callable[[Ge
         if fold:
             folded = value.casefold()
             size = len(folded)
+            free = _FREE_CHARS
             # Case folding maps each character on its own to one or more:
             # the first (last) len(folded) characters decide a prefix (suffix).
             if test is str.startswith:
 
                 def starts_folded(data: Any) -> bool:
                     found = get(data)
-                    return isinstance(found, str) and found[:size].casefold().startswith(folded)
+                    if not isinstance(found, str):
+                        return False
+                    if len(found) > free:
+                        found = found[:size]
+                    return found.casefold().startswith(folded)
 
                 return starts_folded
             if test is str.endswith:
 
                 def ends_folded(data: Any) -> bool:
                     found = get(data)
-                    return isinstance(found, str) and found[max(0, len(found) - size) :].casefold().endswith(folded)
+                    if not isinstance(found, str):
+                        return False
+                    if len(found) > free:
+                        found = found[max(0, len(found) - size) :]
+                    return found.casefold().endswith(folded)
 
                 return ends_folded
             work.used = True
@@ -768,7 +790,8 @@ def _string_lookup(test: Callable[[str, str], bool], fold: bool) -> Callable[[Ge
                 found = get(data)
                 if not isinstance(found, str):
                     return False
-                work.read(found)
+                if len(found) > free:
+                    work.read(found)
                 return test(found.casefold(), folded)
 
             return test_folded
@@ -789,12 +812,14 @@ def _regex(ignore_case: bool) -> Callable[[Getter, Any, str, str, _Work], Predic
         search = _compile_regex(value, ignore_case, key, lookup)
         if regex_engine() == "re2":
             work.used = True
+            free = _FREE_CHARS
 
             def matches(data: Any) -> bool:
                 found = get(data)
                 if not isinstance(found, str):
                     return False
-                work.read(found)
+                if len(found) > free:
+                    work.read(found)
                 return search(found) is not None
 
             return matches
