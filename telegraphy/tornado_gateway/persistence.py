@@ -246,6 +246,7 @@ class Persistence:
         """Whether the record of anonymous session ``token`` may be stored (within max_anonymous_sessions)."""
         stored = self._anonymous
         if token in stored:
+            stored[token] = _FOREVER  # connected (again, after a resume): it does not expire meanwhile
             return True
         limit = self.max_anonymous_sessions
         if limit and len(stored) >= limit:

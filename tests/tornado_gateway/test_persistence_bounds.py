@@ -159,3 +159,30 @@ def test_stored_anonymous_sessions_are_bounded() -> None:
         await store.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_a_resumed_anonymous_session_stays_resumable() -> None:
+    """An anonymous session that subscribed, dropped and resumed counts as connected again (never pruned as expired) and is stored when it drops again."""
+
+    async def scenario() -> None:
+        router, persistence, store = await started(max_anonymous_sessions=3)
+        session, welcome = join(router)
+        token = welcome["resume_token"]
+        subscribe(session, "t")
+        session.connection_lost()
+        await settled(persistence)
+        assert persistence._anonymous[token] < float("inf")  # disconnected: expires with its record
+        again, _ = join(router, resume_token=token)
+        await settled(persistence)
+        [resumed] = [json.loads(frame) for frame in again.data_to_send()]
+        assert resumed[0] == 2 and resumed[2]["resumed"] is True, resumed
+        assert persistence._anonymous[token] == float("inf")  # connected again
+        for n in range(2):
+            subscribe(join(router)[0], f"u.{n}")
+        again.connection_lost()
+        await settled(persistence)
+        assert token in {entry["token"] for entry in await store.list_sessions(time.time())}
+        await persistence.close()
+        await store.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
