@@ -36,6 +36,18 @@ lookaround, repeats inside repeats and any pattern whose estimated
 backtracking work exceeds :data:`REGEX_BUDGET`; strings longer than
 :data:`REGEX_INPUT_LIMIT` then never match.
 
+Work is bounded on both sides. A filter is small (:data:`MAX_CONDITIONS`
+conditions, keys of :data:`MAX_KEY_LENGTH` characters, values of
+:data:`MAX_VALUE_ITEMS` nodes and strings of :data:`MAX_STRING_LENGTH`
+characters); membership tests (``in``, ``contains`` with a list) use
+hash sets, never a scan per wanted item. On the event side, one evaluation of
+a filter visits at most :data:`MAX_WORK_ITEMS` list items and object members
+of the event and reads at most :data:`MAX_WORK_CHARS` characters of its
+strings (case folding, substring and regex search); an event that needs more
+does not match that filter (``exclude`` included: such an event is not
+delivered). Lookups whose cost is bounded by the filter's own value
+(``exact``, ``in``, comparisons, ``startswith``…) are not counted.
+
 The limits below are module constants, read at compile time; change them
 before compiling (the gateway's configuration may).
 """
@@ -54,9 +66,13 @@ __all__ = [
     "MAX_CONDITIONS",
     "MAX_DEPTH",
     "MAX_IN_ITEMS",
+    "MAX_KEY_LENGTH",
     "MAX_REGEX_LENGTH",
+    "MAX_STRING_LENGTH",
     "MAX_VALUE_DEPTH",
     "MAX_VALUE_ITEMS",
+    "MAX_WORK_CHARS",
+    "MAX_WORK_ITEMS",
     "REGEX_BUDGET",
     "REGEX_INPUT_LIMIT",
     "USE_RE2",
@@ -79,6 +95,17 @@ MAX_IN_ITEMS = 256
 MAX_VALUE_ITEMS = 1024
 #: Deepest nesting of lists and objects in one lookup value.
 MAX_VALUE_DEPTH = 32
+#: Longest key (path and lookup), in characters.
+MAX_KEY_LENGTH = 256
+#: Longest string in a lookup value, in characters (regex patterns: MAX_REGEX_LENGTH).
+MAX_STRING_LENGTH = 1024
+#: Most list items and object members of the event one evaluation of a filter
+#: visits (``contains`` over lists and objects); beyond it the event does not match.
+MAX_WORK_ITEMS = 4096
+#: Most characters of the event's strings one evaluation of a filter reads
+#: (``contains``/``icontains`` substring search, regex search); strings of
+#: up to 1,024 characters are not counted. Beyond it the event does not match.
+MAX_WORK_CHARS = 262_144
 #: Longest pattern of a ``regex``/``iregex`` lookup, in characters.
 MAX_REGEX_LENGTH = 256
 #: Without google-re2: strings longer than this never match a regex lookup.
@@ -149,17 +176,82 @@ def compile_filter(filter: Mapping[str, Any] | None, exclude: Mapping[str, Any] 
         QueryError: an unknown lookup, a value of the wrong shape, a limit
             exceeded; the message names the key and the lookup.
     """
-    include = _conditions(filter, "filter")
-    excluded = _conditions(exclude, "exclude")
+    work = _Work()
+    include = _conditions(filter, "filter", work)
+    excluded = _conditions(exclude, "exclude", work)
     if len(include) + len(excluded) > MAX_CONDITIONS:
         raise QueryError(f"too many conditions (max {MAX_CONDITIONS})")
     accept = _all_of(include)
     reject = _all_of(excluded)
+    predicate: Predicate
     if reject is None:
-        return accept if accept is not None else _always
-    if accept is None:
-        return lambda data: not reject(data)
-    return lambda data: accept(data) and not reject(data)
+        predicate = accept if accept is not None else _always
+    elif accept is None:
+        predicate = lambda data: not reject(data)  # noqa: E731
+    else:
+        predicate = lambda data: accept(data) and not reject(data)  # noqa: E731
+    if not work.used:
+        return predicate  # every condition's cost is bounded by the filter itself
+    items, chars = MAX_WORK_ITEMS, MAX_WORK_CHARS
+    if accept is not None and reject is None:  # the common case, one call less
+
+        def bounded_accept(data: Any) -> bool:
+            work.items = items
+            work.chars = chars
+            try:
+                return accept(data)
+            except _OverBudget:
+                return False  # fail closed: an event too costly to judge is not delivered
+
+        return bounded_accept
+
+    def bounded(data: Any) -> bool:
+        work.items = items
+        work.chars = chars
+        try:
+            return predicate(data)
+        except _OverBudget:
+            return False  # fail closed, exclude included: the event is not delivered
+
+    return bounded
+
+
+class _OverBudget(Exception):
+    """One evaluation of a filter spent its work budget (caught by the compiled predicate)."""
+
+
+#: Strings of the event up to this length are read without counting them.
+_FREE_CHARS = 1024
+
+
+class _Work:
+    """What one evaluation of a filter may still spend on the event (reset on every call).
+
+    Conditions whose cost grows with the event's size take from it and set
+    ``used`` when compiled; a filter without them is not wrapped at all.
+    Evaluation is synchronous, so one object per compiled filter suffices.
+    """
+
+    __slots__ = ("chars", "items", "used")
+
+    def __init__(self) -> None:
+        self.items = MAX_WORK_ITEMS
+        self.chars = MAX_WORK_CHARS
+        self.used = False
+
+    def visit(self, count: int) -> None:
+        """Count ``count`` list items or object members visited."""
+        self.items -= count
+        if self.items < 0:
+            raise _OverBudget
+
+    def read(self, text: str) -> None:
+        """Count the characters of ``text`` about to be read in full (short strings are free)."""
+        size = len(text)
+        if size > _FREE_CHARS:
+            self.chars -= size
+            if self.chars < 0:
+                raise _OverBudget
 
 
 def _always(data: Any) -> bool:
@@ -189,22 +281,24 @@ def _all_of(checks: list[Predicate]) -> Predicate | None:
     return every
 
 
-def _conditions(spec: Mapping[str, Any] | None, what: str) -> list[Predicate]:
+def _conditions(spec: Mapping[str, Any] | None, what: str, work: _Work) -> list[Predicate]:
     if spec is None:
         return []
     if not isinstance(spec, Mapping):
         raise QueryError(f"{what} must be an object, not {_type_name(spec)}")
     if len(spec) > MAX_CONDITIONS:
         raise QueryError(f"too many conditions (max {MAX_CONDITIONS})")
-    return [_condition(key, value) for key, value in spec.items()]
+    return [_condition(key, value, work) for key, value in spec.items()]
 
 
 # ---------------------------------------------------------------- keys
 
 
-def _condition(key: Any, value: Any) -> Predicate:
+def _condition(key: Any, value: Any, work: _Work) -> Predicate:
     if not isinstance(key, str):
-        raise QueryError("keys must be strings", str(key))
+        raise QueryError("keys must be strings", str(key)[:MAX_KEY_LENGTH])
+    if len(key) > MAX_KEY_LENGTH:
+        raise QueryError(f"key too long (max {MAX_KEY_LENGTH} characters)", key[:MAX_KEY_LENGTH] + "…")
     parts = key.split("__")
     lookup = "exact"
     if len(parts) > 1:
@@ -220,7 +314,7 @@ def _condition(key: Any, value: Any) -> Predicate:
     if len(parts) > MAX_DEPTH:
         raise QueryError(f"key too deep (max {MAX_DEPTH} parts)", key, lookup)
     _check_value(value, key, lookup)
-    return _BUILDERS[lookup](_getter(tuple(parts)), value, key, lookup)
+    return _BUILDERS[lookup](_getter(tuple(parts)), value, key, lookup, work)
 
 
 def _one_typo_from_a_lookup(part: str) -> bool:
@@ -315,7 +409,11 @@ def _check_value(value: Any, key: str, lookup: str) -> None:
             raise QueryError(f"value too large (max {MAX_VALUE_ITEMS} items)", key, lookup)
         if depth > MAX_VALUE_DEPTH:
             raise QueryError(f"value nested too deep (max {MAX_VALUE_DEPTH} levels)", key, lookup)
-        if node is None or isinstance(node, (bool, str, int)):
+        if isinstance(node, str):
+            if len(node) > MAX_STRING_LENGTH and lookup not in ("regex", "iregex"):
+                raise QueryError(f"string too long (max {MAX_STRING_LENGTH} characters)", key, lookup)
+            return
+        if node is None or isinstance(node, (bool, int)):
             return
         if isinstance(node, float):
             if not math.isfinite(node):
@@ -355,19 +453,158 @@ def _json_equal(a: Any, b: Any) -> bool:
     return a is None and b is None
 
 
-def _json_contains(container: Any, wanted: Any) -> bool:
-    """PostgreSQL ``jsonb @>``: objects hold the wanted pairs, lists hold the wanted items (or item)."""
-    if isinstance(container, Mapping):
-        if not isinstance(wanted, Mapping):
+def _equality(wanted: Any, work: _Work) -> Callable[[Any], bool]:
+    """Compile :func:`_json_equal` with a list or object ``wanted``: is the event's value equal to it?
+
+    Native equality decides (C speed; it is never true where JSON equality is
+    false). It is also true for ``true`` against ``1`` and ``false`` against
+    ``0``, so when ``wanted`` holds booleans or the numbers 0 and 1, values
+    found equal are walked once more to tell them apart, counting the items
+    visited against ``work``.
+    """
+    wanted = _as_lists(wanted)
+    if not _has_bool_or_unit(wanted):
+        return lambda found: _native_equal(found, wanted)
+
+    def equal_walked(found: Any) -> bool:
+        return _native_equal(found, wanted) and _same_kinds(found, wanted, work)
+
+    return equal_walked
+
+
+def _as_lists(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_as_lists(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _as_lists(v) for k, v in value.items()}
+    return value
+
+
+def _has_bool_or_unit(value: Any) -> bool:
+    if isinstance(value, list):
+        return any(_has_bool_or_unit(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_bool_or_unit(v) for v in value.values())
+    return isinstance(value, bool) or (_is_number(value) and value in (0, 1))
+
+
+def _native_equal(found: Any, wanted: Any) -> bool:
+    try:
+        return bool(found == wanted)
+    except RecursionError:  # pragma: no cover - deeper than any decoder builds
+        return False
+
+
+def _same_kinds(found: Any, wanted: Any, work: _Work) -> bool:
+    """For values natively equal: whether booleans sit exactly where ``wanted`` has them."""
+    if isinstance(wanted, list):
+        work.visit(len(wanted))
+        for a, b in zip(found, wanted):
+            if not _same_kinds(a, b, work):
+                return False
+        return True
+    if isinstance(wanted, dict):
+        work.visit(len(wanted))
+        for k, v in wanted.items():
+            if not _same_kinds(found[k], v, work):
+                return False
+        return True
+    return (found.__class__ is bool) is (wanted.__class__ is bool)
+
+
+def _holder(wanted: Any, work: _Work) -> Callable[[Any], bool]:
+    """Compile ``wanted`` into a test of PostgreSQL ``jsonb @>``: does a container hold it?
+
+    Objects hold the wanted pairs, lists hold the wanted items (a wanted
+    scalar: a list holding it as an item). Scalars wanted from a list are
+    looked up in sets built once per list (one pass over it, not one per
+    wanted item); every list item and object member visited is counted
+    against ``work``.
+    """
+    if isinstance(wanted, Mapping):
+        parts = tuple((k, _holder(v, work)) for k, v in wanted.items())
+
+        def object_holds(container: Any) -> bool:
+            if not isinstance(container, Mapping):
+                return False
+            work.visit(len(parts) + 1)
+            for k, holds in parts:
+                if k not in container or not holds(container[k]):
+                    return False
+            return True
+
+        return object_holds
+    if isinstance(wanted, (list, tuple)):
+        return _list_holder(wanted, work)
+
+    def scalar_holds(container: Any) -> bool:
+        if isinstance(container, list):
+            work.visit(len(container) + 1)
+            return any(_json_equal(item, wanted) for item in container)
+        return not isinstance(container, Mapping) and _json_equal(container, wanted)
+
+    return scalar_holds
+
+
+def _list_holder(wanted: list[Any] | tuple[Any, ...], work: _Work) -> Callable[[Any], bool]:
+    strings = frozenset(w for w in wanted if isinstance(w, str))
+    numbers = frozenset(w for w in wanted if _is_number(w))
+    booleans = frozenset(w for w in wanted if isinstance(w, bool))
+    null = any(w is None for w in wanted)
+    nested = tuple(_holder(w, work) for w in wanted if isinstance(w, (list, tuple, Mapping)))
+    scalars = bool(strings or numbers or booleans or null)
+
+    def list_holds(container: Any) -> bool:
+        if not isinstance(container, list):
             return False
-        return all(k in container and _json_contains(container[k], v) for k, v in wanted.items())
-    if isinstance(container, list):
-        if isinstance(wanted, (list, tuple)):
-            return all(any(_json_contains(item, w) for item in container) for w in wanted)
-        if isinstance(wanted, Mapping):
+        work.visit(len(container) + 1)
+        if scalars and not _holds_scalars(container, strings, numbers, booleans, null, work):
             return False
-        return any(_json_equal(item, wanted) for item in container)
-    return not isinstance(wanted, (list, tuple, Mapping)) and _json_equal(container, wanted)
+        for holds in nested:
+            work.visit(len(container))
+            if not any(holds(item) for item in container):
+                return False
+        return True
+
+    return list_holds
+
+
+def _holds_scalars(
+    container: list[Any], strings: frozenset[str], numbers: frozenset[Any], booleans: frozenset[bool], null: bool, work: _Work
+) -> bool:
+    """Whether every wanted scalar is an item of ``container`` or of a list directly in it (as ``jsonb @>`` nests)."""
+    seen_strings: set[str] = set()
+    seen_numbers: set[Any] = set()
+    seen_booleans: set[bool] = set()
+    seen_null = False
+    sublists: list[list[Any]] = []
+    for items in (container, None):
+        if items is None:
+            # Not all found among the items: a wanted scalar may also sit in a list item.
+            for sub in sublists:
+                work.visit(len(sub))
+            items = [x for sub in sublists for x in sub if not isinstance(x, list)]
+        for item in items:
+            kind = item.__class__
+            if kind is str:
+                seen_strings.add(item)
+            elif kind is bool:
+                seen_booleans.add(item)
+            elif kind is int or kind is float:
+                seen_numbers.add(item)
+            elif item is None:
+                seen_null = True
+            elif isinstance(item, str):
+                seen_strings.add(str(item))
+            elif _is_number(item):
+                seen_numbers.add(item)
+            elif isinstance(item, list) and items is container:
+                sublists.append(item)
+        if strings <= seen_strings and numbers <= seen_numbers and booleans <= seen_booleans and (seen_null or not null):
+            return True
+        if not sublists:
+            return False
+    return False
 
 
 def _needs(kind: str, value: Any, key: str, lookup: str) -> QueryError:
@@ -383,7 +620,7 @@ def _needs(kind: str, value: Any, key: str, lookup: str) -> QueryError:
 Getter = Callable[[Any], Any]
 
 
-def _isnull(get: Getter, value: Any, key: str, lookup: str) -> Predicate:
+def _isnull(get: Getter, value: Any, key: str, lookup: str, work: _Work) -> Predicate:
     if not isinstance(value, bool):
         raise _needs("true or false", value, key, lookup)
     if value:
@@ -391,7 +628,7 @@ def _isnull(get: Getter, value: Any, key: str, lookup: str) -> Predicate:
     return lambda data: get(data) is not None
 
 
-def _exact(get: Getter, value: Any, key: str, lookup: str) -> Predicate:
+def _exact(get: Getter, value: Any, key: str, lookup: str, work: _Work) -> Predicate:
     if value is None:  # Django: exact None is isnull True.
         return lambda data: get(data) is None
     if isinstance(value, bool):
@@ -405,24 +642,27 @@ def _exact(get: Getter, value: Any, key: str, lookup: str) -> Predicate:
             return found == value and found.__class__ is not bool and not isinstance(found, str)
 
         return equal_number
-    return lambda data: _json_equal(get(data), value)
+    work.used = True
+    equal = _equality(value, work)
+    return lambda data: equal(get(data))
 
 
-def _iexact(get: Getter, value: Any, key: str, lookup: str) -> Predicate:
+def _iexact(get: Getter, value: Any, key: str, lookup: str, work: _Work) -> Predicate:
     if isinstance(value, str):
         folded = value.casefold()
 
         def equal_folded(data: Any) -> bool:
             found = get(data)
-            return isinstance(found, str) and found.casefold() == folded
+            # Case folding never shortens a string: a longer one cannot be equal (and is not folded).
+            return isinstance(found, str) and len(found) <= len(folded) and found.casefold() == folded
 
         return equal_folded
     if isinstance(value, (list, tuple, Mapping)):
         raise _needs("a string", value, key, lookup)
-    return _exact(get, value, key, lookup)  # numbers, booleans and None: as exact
+    return _exact(get, value, key, lookup, work)  # numbers, booleans and None: as exact
 
 
-def _in(get: Getter, value: Any, key: str, lookup: str) -> Predicate:
+def _in(get: Getter, value: Any, key: str, lookup: str, work: _Work) -> Predicate:
     if not isinstance(value, (list, tuple)):
         raise _needs("a list", value, key, lookup)
     if len(value) > MAX_IN_ITEMS:
@@ -431,7 +671,9 @@ def _in(get: Getter, value: Any, key: str, lookup: str) -> Predicate:
     strings = frozenset(v for v in value if isinstance(v, str))
     numbers = frozenset(v for v in value if _is_number(v))
     booleans = frozenset(v for v in value if isinstance(v, bool))
-    others = tuple(v for v in value if isinstance(v, (list, tuple, Mapping)))
+    others = tuple(_equality(v, work) for v in value if isinstance(v, (list, tuple, Mapping)))
+    if others:
+        work.used = True
 
     def is_in(data: Any) -> bool:
         found = get(data)
@@ -443,13 +685,13 @@ def _in(get: Getter, value: Any, key: str, lookup: str) -> Predicate:
             return found in numbers
         if found is None or not others:
             return False
-        return any(_json_equal(found, v) for v in others)
+        return any(equal(found) for equal in others)
 
     return is_in
 
 
-def _comparison(compare: Callable[[Any, Any], bool]) -> Callable[[Getter, Any, str, str], Predicate]:
-    def build(get: Getter, value: Any, key: str, lookup: str) -> Predicate:
+def _comparison(compare: Callable[[Any, Any], bool]) -> Callable[[Getter, Any, str, str, _Work], Predicate]:
+    def build(get: Getter, value: Any, key: str, lookup: str, work: _Work) -> Predicate:
         if isinstance(value, str):
 
             def compare_strings(data: Any) -> bool:
@@ -469,7 +711,7 @@ def _comparison(compare: Callable[[Any, Any], bool]) -> Callable[[Getter, Any, s
     return build
 
 
-def _range(get: Getter, value: Any, key: str, lookup: str) -> Predicate:
+def _range(get: Getter, value: Any, key: str, lookup: str, work: _Work) -> Predicate:
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         raise QueryError("lookup 'range' needs a list of two values", key, lookup)
     low, high = value
@@ -490,31 +732,67 @@ def _range(get: Getter, value: Any, key: str, lookup: str) -> Predicate:
     raise QueryError("lookup 'range' needs two numbers or two strings", key, lookup)
 
 
-def _contains(get: Getter, value: Any, key: str, lookup: str) -> Predicate:
+def _contains(get: Getter, value: Any, key: str, lookup: str, work: _Work) -> Predicate:
     if value is None:
         raise _needs("a value", value, key, lookup)
+    work.used = True
+    holds = _holder(value, work)
+    free = _FREE_CHARS
     if isinstance(value, str):
 
         def contains_text(data: Any) -> bool:
             found = get(data)
             if isinstance(found, str):
+                if len(found) > free:
+                    work.read(found)
                 return value in found
-            return isinstance(found, list) and _json_contains(found, value)
+            return isinstance(found, list) and holds(found)
 
         return contains_text
-    return lambda data: _json_contains(get(data), value)
+    return lambda data: holds(get(data))
 
 
-def _string_lookup(test: Callable[[str, str], bool], fold: bool) -> Callable[[Getter, Any, str, str], Predicate]:
-    def build(get: Getter, value: Any, key: str, lookup: str) -> Predicate:
+def _string_lookup(test: Callable[[str, str], bool], fold: bool) -> Callable[[Getter, Any, str, str, _Work], Predicate]:
+    def build(get: Getter, value: Any, key: str, lookup: str, work: _Work) -> Predicate:
         if not isinstance(value, str):
             raise _needs("a string", value, key, lookup)
         if fold:
             folded = value.casefold()
+            size = len(folded)
+            free = _FREE_CHARS
+            # Case folding maps each character on its own to one or more:
+            # the first (last) len(folded) characters decide a prefix (suffix).
+            if test is str.startswith:
+
+                def starts_folded(data: Any) -> bool:
+                    found = get(data)
+                    if not isinstance(found, str):
+                        return False
+                    if len(found) > free:
+                        found = found[:size]
+                    return found.casefold().startswith(folded)
+
+                return starts_folded
+            if test is str.endswith:
+
+                def ends_folded(data: Any) -> bool:
+                    found = get(data)
+                    if not isinstance(found, str):
+                        return False
+                    if len(found) > free:
+                        found = found[max(0, len(found) - size) :]
+                    return found.casefold().endswith(folded)
+
+                return ends_folded
+            work.used = True
 
             def test_folded(data: Any) -> bool:
                 found = get(data)
-                return isinstance(found, str) and test(found.casefold(), folded)
+                if not isinstance(found, str):
+                    return False
+                if len(found) > free:
+                    work.read(found)
+                return test(found.casefold(), folded)
 
             return test_folded
 
@@ -527,16 +805,22 @@ def _string_lookup(test: Callable[[str, str], bool], fold: bool) -> Callable[[Ge
     return build
 
 
-def _regex(ignore_case: bool) -> Callable[[Getter, Any, str, str], Predicate]:
-    def build(get: Getter, value: Any, key: str, lookup: str) -> Predicate:
+def _regex(ignore_case: bool) -> Callable[[Getter, Any, str, str, _Work], Predicate]:
+    def build(get: Getter, value: Any, key: str, lookup: str, work: _Work) -> Predicate:
         if not isinstance(value, str):
             raise _needs("a string", value, key, lookup)
         search = _compile_regex(value, ignore_case, key, lookup)
         if regex_engine() == "re2":
+            work.used = True
+            free = _FREE_CHARS
 
             def matches(data: Any) -> bool:
                 found = get(data)
-                return isinstance(found, str) and search(found) is not None
+                if not isinstance(found, str):
+                    return False
+                if len(found) > free:
+                    work.read(found)
+                return search(found) is not None
 
             return matches
         limit = REGEX_INPUT_LIMIT
@@ -550,7 +834,7 @@ def _regex(ignore_case: bool) -> Callable[[Getter, Any, str, str], Predicate]:
     return build
 
 
-_BUILDERS: dict[str, Callable[[Getter, Any, str, str], Predicate]] = {
+_BUILDERS: dict[str, Callable[[Getter, Any, str, str, _Work], Predicate]] = {
     "exact": _exact,
     "iexact": _iexact,
     "contains": _contains,

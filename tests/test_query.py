@@ -530,6 +530,8 @@ def test_default_limits():
     assert (query.MAX_CONDITIONS, query.MAX_DEPTH, query.MAX_IN_ITEMS) == (32, 8, 256)
     assert (query.MAX_VALUE_ITEMS, query.MAX_VALUE_DEPTH) == (1024, 32)
     assert (query.MAX_REGEX_LENGTH, query.REGEX_INPUT_LIMIT, query.REGEX_BUDGET) == (256, 1000, 4_000_000)
+    assert (query.MAX_KEY_LENGTH, query.MAX_STRING_LENGTH) == (256, 1024)
+    assert (query.MAX_WORK_ITEMS, query.MAX_WORK_CHARS) == (4096, 262_144)
 
 
 def test_key_too_deep(monkeypatch: pytest.MonkeyPatch):
@@ -624,3 +626,114 @@ def test_exclude_is_the_negation_of_filter(include: list[tuple[str, Any]], row: 
     reject = compile_filter(None, dict(include))
     for data in (row, {"a": row}, {"a": {"b": row}}):
         assert accept(data) is not reject(data)
+
+
+# ---------------------------------------------------------------- bounded work (issue 11, finding 7)
+
+
+def test_contains_with_a_list_looks_items_up_in_sets(monkeypatch: pytest.MonkeyPatch):
+    """contains with a list of scalars does one pass over the event's list, never one comparison per pair of items."""
+    calls = [0]
+    real = query._json_equal
+
+    def counting(a: Any, b: Any) -> bool:
+        calls[0] += 1
+        return real(a, b)
+
+    monkeypatch.setattr(query, "_json_equal", counting)
+    wanted = list(range(0, 400, 2))
+    accepts = compile_filter({"tags__contains": wanted})
+    assert accepts({"tags": list(range(2000))})
+    assert not accepts({"tags": list(range(1, 2000, 2))})
+    assert calls[0] <= 2 * (len(wanted) + 2000)
+
+
+def test_the_hostile_contains_of_the_issue_does_not_match_an_oversized_list():
+    """A 1,000-item contains against a 10,000-item event list (over MAX_WORK_ITEMS) is no match, decided without comparing pairs."""
+    accepts = compile_filter({"tags__contains": list(range(1000))})
+    assert not accepts({"tags": list(range(10_000))})
+    assert accepts({"tags": list(range(query.MAX_WORK_ITEMS - 1))})
+
+
+def test_contains_keeps_its_meaning_for_nested_lists_and_types():
+    """Set lookups keep JSON typing (1 is not true, 1 is 1.0) and find scalars in directly nested lists."""
+    assert compile_filter({"a__contains": [1]})({"a": [1.0]})
+    assert not compile_filter({"a__contains": [1]})({"a": [True]})
+    assert not compile_filter({"a__contains": [True]})({"a": [1]})
+    assert not compile_filter({"a__contains": ["1"]})({"a": [1]})
+    assert compile_filter({"a__contains": [None, "x"]})({"a": [["x"], None]})
+    assert not compile_filter({"a__contains": ["x"]})({"a": [[["x"]]]})
+    assert compile_filter({"a__contains": [{"k": [2]}]})({"a": [{"k": [1, 2]}, 3]})
+
+
+def test_work_over_the_budget_never_matches_filter_nor_exclude(monkeypatch: pytest.MonkeyPatch):
+    """An event needing more than MAX_WORK_ITEMS visits fails closed: not accepted by a filter, not let through an exclude."""
+    monkeypatch.setattr(query, "MAX_WORK_ITEMS", 50)
+    small, large = {"tags": list(range(40))}, {"tags": list(range(60))}
+    assert compile_filter({"tags__contains": [3]})(small)
+    assert not compile_filter({"tags__contains": [3]})(large)
+    assert not compile_filter(None, {"tags__contains": [-1]})(large)
+    assert compile_filter(None, {"tags__contains": [-1]})(small)
+
+
+def test_the_budget_is_per_evaluation(monkeypatch: pytest.MonkeyPatch):
+    """The budget is shared by the conditions of one evaluation and starts afresh on the next event."""
+    monkeypatch.setattr(query, "MAX_WORK_ITEMS", 50)
+    accepts = compile_filter({"a__contains": [1], "b__contains": [1]})
+    row = {"a": list(range(20)), "b": list(range(20))}
+    assert all(accepts(row) for _ in range(5))
+    assert not accepts({"a": list(range(30)), "b": list(range(30))})
+
+
+def test_nested_wanted_structures_are_counted_per_pass(monkeypatch: pytest.MonkeyPatch):
+    """Each wanted object scans the event's list once and is counted: many of them against a long list run out of budget."""
+    monkeypatch.setattr(query, "MAX_WORK_ITEMS", 1000)
+    wanted = [{"k": i} for i in range(20)]
+    event = {"a": [{"k": i} for i in range(100)]}
+    assert not compile_filter({"a__contains": wanted})(event)
+    assert compile_filter({"a__contains": wanted[:3]})(event)
+
+
+@pytest.mark.parametrize("lookup", ["contains", "icontains", "regex", "iregex"])
+def test_long_event_strings_count_against_the_budget(lookup: str, monkeypatch: pytest.MonkeyPatch):
+    """Substring and regex searches read the event's strings against MAX_WORK_CHARS; beyond it, no match."""
+    monkeypatch.setattr(query, "MAX_WORK_CHARS", 5000)
+    monkeypatch.setattr(query, "USE_RE2", True)
+    if query._re2 is None:
+        pytest.skip("google-re2 is not installed")
+    accepts = compile_filter({"text__" + lookup: "needle"})
+    assert accepts({"text": "x" * 4000 + "needle"})
+    assert not accepts({"text": "x" * 6000 + "needle"})
+
+
+def test_case_folded_prefix_and_suffix_read_only_what_they_compare():
+    """istartswith/iendswith/iexact fold only as many characters as the value needs, with the same results."""
+    text = "ß" + "x" * 1_000_000 + "ß"
+    assert compile_filter({"t__istartswith": "SS"})({"t": text})
+    assert compile_filter({"t__iendswith": "XSS"})({"t": text})
+    assert not compile_filter({"t__iexact": "ss"})({"t": text})
+    assert compile_filter({"t__iexact": "SS"})({"t": "ß"})
+
+
+def test_filter_strings_and_keys_are_bounded(monkeypatch: pytest.MonkeyPatch):
+    """Strings in values longer than MAX_STRING_LENGTH and keys longer than MAX_KEY_LENGTH are refused naming the limit."""
+    monkeypatch.setattr(query, "MAX_STRING_LENGTH", 5)
+    monkeypatch.setattr(query, "MAX_KEY_LENGTH", 10)
+    compile_filter({"a__in": ["12345"]})
+    exc = error({"a__in": ["123456"]})
+    assert (exc.problem, exc.key, exc.lookup) == ("string too long (max 5 characters)", "a__in", "in")
+    exc = error({"abcdefghijk": 1})
+    assert exc.problem == "key too long (max 10 characters)"
+    assert exc.key is not None and len(exc.key) <= 11
+
+
+def test_exact_and_in_with_lists_keep_json_typing_and_are_counted(monkeypatch: pytest.MonkeyPatch):
+    """exact/in with lists or objects tell true from 1 and false from 0, and count the items they walk against MAX_WORK_ITEMS."""
+    assert compile_filter({"a": [1, 0]})({"a": [1.0, 0]})
+    assert not compile_filter({"a": [1, 0]})({"a": [True, False]})
+    assert not compile_filter({"a__in": [[True], ["x"]]})({"a": [1]})
+    assert compile_filter({"a__in": [(True,), ["x"]]})({"a": [True]})
+    assert compile_filter({"a": {"k": [2, "x"]}})({"a": {"k": [2.0, "x"]}})
+    monkeypatch.setattr(query, "MAX_WORK_ITEMS", 100)
+    assert compile_filter({"a": [[1]] * 40})({"a": [[1]] * 40})
+    assert not compile_filter({"a": [[1]] * 60})({"a": [[1]] * 60})

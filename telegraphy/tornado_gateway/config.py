@@ -108,6 +108,14 @@ class Config:
         max_web_topics: most topics of web-app events remembered as never
             client-publishable (siblings fold into a prefix beyond).
         max_subscriptions: most subscriptions per session; ``0``: no limit.
+        max_uri_length: longest topic or procedure URI a client may use, in
+            characters; ``0``: no limit.
+        max_filter_size: largest filter (``filter`` + ``exclude``) of one
+            subscription, in bytes of compact JSON; ``0``: no limit.
+        max_total_subscriptions: most distinct subscriptions the gateway
+            process holds for all sessions together; ``0``: no limit.
+        max_filters_total: most bytes of filters those subscriptions hold
+            together; ``0``: no limit.
         publish_rate: client PUBLISHes per second per session; ``0``: no limit.
         publish_burst: client PUBLISHes a session may send at once.
         connection_rate: new WebSocket and SockJS connections per second per
@@ -120,6 +128,10 @@ class Config:
         bus: how gateway processes that act as one tell each other about
             events: ``local://`` (one process) or ``redis://HOST:PORT/DB``.
         session_ttl: seconds a disconnected session can still be resumed.
+        anonymous_session_ttl: the same for anonymous sessions (which are
+            stored only once they subscribe).
+        max_anonymous_sessions: most anonymous sessions stored for resume
+            by one gateway process; ``0``: no limit.
         history_max_events: events kept per topic for recovery.
         history_max_age: seconds events are kept for recovery.
         sockjs: serve WAMP over SockJS for clients that cannot open a WebSocket.
@@ -161,6 +173,10 @@ class Config:
     channels: tuple[Any, ...] | None = None
     max_web_topics: int = 10_000
     max_subscriptions: int = 1000
+    max_uri_length: int = 512
+    max_filter_size: int = 16 * KIB
+    max_total_subscriptions: int = 100_000
+    max_filters_total: int = 8 * MIB
     publish_rate: float = 50.0
     publish_burst: int = 100
     connection_rate: float = 20.0
@@ -169,6 +185,8 @@ class Config:
     store: str = DEFAULT_STORE
     bus: str = "local://"
     session_ttl: float = 3600.0
+    anonymous_session_ttl: float = 300.0
+    max_anonymous_sessions: int = 10_000
     history_max_events: int = 10_000
     history_max_age: float = 86_400.0
     sockjs: bool = True
@@ -240,6 +258,10 @@ class Config:
             channels=args.channels,
             max_web_topics=args.max_web_topics,
             max_subscriptions=args.max_subscriptions,
+            max_uri_length=args.max_uri_length,
+            max_filter_size=args.max_filter_size,
+            max_total_subscriptions=args.max_total_subscriptions,
+            max_filters_total=args.max_filters_total,
             publish_rate=args.publish_rate,
             publish_burst=args.publish_burst,
             connection_rate=args.connection_rate,
@@ -248,6 +270,8 @@ class Config:
             store=args.store,
             bus=args.bus,
             session_ttl=args.session_ttl,
+            anonymous_session_ttl=args.anonymous_session_ttl,
+            max_anonymous_sessions=args.max_anonymous_sessions,
             history_max_events=args.history_max_events,
             history_max_age=args.history_max_age,
             sockjs=_flag(parser, args.sockjs, env, "TELEGRAPHY_SOCKJS", "--sockjs", True),
@@ -739,6 +763,46 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         metavar="N",
     )
     add(
+        "--max-uri-length",
+        ["TELEGRAPHY_MAX_URI_LENGTH"],
+        512,
+        "512",
+        int,
+        "longest topic or procedure URI a client may subscribe, publish, register or call (wamp.error.invalid_uri beyond); 0: no limit",
+        _whole,
+        metavar="CHARACTERS",
+    )
+    add(
+        "--max-filter-size",
+        ["TELEGRAPHY_MAX_FILTER_SIZE"],
+        16 * KIB,
+        "16K",
+        parse_size,
+        "largest filter + exclude of one subscription, in bytes of JSON (wamp.error.invalid_argument beyond); 0: no limit",
+        None,
+        metavar="SIZE",
+    )
+    add(
+        "--max-total-subscriptions",
+        ["TELEGRAPHY_MAX_TOTAL_SUBSCRIPTIONS"],
+        100_000,
+        "100000",
+        int,
+        "most distinct subscriptions the gateway process holds for all sessions (telegraphy.error.limit_exceeded beyond); 0: no limit",
+        _whole,
+        metavar="N",
+    )
+    add(
+        "--max-filters-total",
+        ["TELEGRAPHY_MAX_FILTERS_TOTAL"],
+        8 * MIB,
+        "8M",
+        parse_size,
+        "most bytes of filters the gateway process's subscriptions hold together (telegraphy.error.limit_exceeded beyond); 0: no limit",
+        None,
+        metavar="SIZE",
+    )
+    add(
         "--publish-rate",
         ["TELEGRAPHY_PUBLISH_RATE"],
         50.0,
@@ -828,6 +892,26 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "seconds a disconnected session can still be resumed",
         _positive,
         metavar="SECONDS",
+    )
+    add(
+        "--anonymous-session-ttl",
+        ["TELEGRAPHY_ANONYMOUS_SESSION_TTL"],
+        300.0,
+        "300",
+        float,
+        "seconds a disconnected anonymous session can still be resumed (stored only once it subscribed)",
+        _positive,
+        metavar="SECONDS",
+    )
+    add(
+        "--max-anonymous-sessions",
+        ["TELEGRAPHY_MAX_ANONYMOUS_SESSIONS"],
+        10_000,
+        "10000",
+        int,
+        "most anonymous sessions one gateway process stores for resume (beyond, new ones are not resumable); 0: no limit",
+        _whole,
+        metavar="N",
     )
     add(
         "--history-max-events",

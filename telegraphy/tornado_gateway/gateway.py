@@ -90,7 +90,13 @@ class Gateway:
         )
         channels = ChannelPolicy(config.channels or (), max_web_topics=config.max_web_topics)
         limits = SessionLimits(
-            max_subscriptions=config.max_subscriptions, publish_rate=config.publish_rate, publish_burst=config.publish_burst
+            max_subscriptions=config.max_subscriptions,
+            publish_rate=config.publish_rate,
+            publish_burst=config.publish_burst,
+            max_uri_length=config.max_uri_length,
+            max_filter_size=config.max_filter_size,
+            max_total_subscriptions=config.max_total_subscriptions,
+            max_filters_total=config.max_filters_total,
         )
         self.router = Router(
             authenticator, (config.realm,), stats=metrics, on_output=self._schedule_flush, channels=channels, limits=limits
@@ -198,7 +204,13 @@ class Gateway:
         self.web_topics = StoredWebTopics(self.router.channels.web_topics, self.store)
         await self.web_topics.load()
         await self._load_revocations()
-        self.persistence = Persistence(self.router, self.store, session_ttl=self.config.session_ttl)
+        self.persistence = Persistence(
+            self.router,
+            self.store,
+            session_ttl=self.config.session_ttl,
+            anonymous_session_ttl=self.config.anonymous_session_ttl,
+            max_anonymous_sessions=self.config.max_anonymous_sessions,
+        )
         self.persistence.on_revocation = self._remote_revocation
         if not self.config.bus.lower().startswith("local"):
             from telegraphy.bus import BusError, open_bus

@@ -37,6 +37,10 @@ _COUNTERS: tuple[tuple[str, str], ...] = (
     ("publish_errors", "HTTP requests to /publish refused or failed."),
     ("requests_unauthorized", "SUBSCRIBE and PUBLISH refused with wamp.error.not_authorized (channels, private channels, roles)."),
     ("subscriptions_refused", "SUBSCRIBEs refused with telegraphy.error.limit_exceeded (--max-subscriptions)."),
+    (
+        "subscriptions_over_budget",
+        "SUBSCRIBEs refused with telegraphy.error.limit_exceeded by the gateway-wide budget (--max-total-subscriptions, --max-filters-total).",
+    ),
     ("publishes_throttled", "Client PUBLISHes refused or dropped by the publish rate limit (--publish-rate)."),
     ("sessions_flooding", "Sessions closed (ABORT telegraphy.error.flooding, close 1008) for flooding publishes."),
     ("connections_throttled", "WebSocket and SockJS connections refused with 429 by the per-IP rate (--connection-rate)."),
@@ -77,6 +81,8 @@ class Metrics:
         slow_consumers: connections closed because their outgoing buffer filled.
         requests_unauthorized: SUBSCRIBE/PUBLISH refused as not authorized.
         subscriptions_refused: SUBSCRIBEs over ``--max-subscriptions``.
+        subscriptions_over_budget: SUBSCRIBEs over ``--max-total-subscriptions``
+            or ``--max-filters-total``.
         publishes_throttled: client PUBLISHes over ``--publish-rate``.
         sessions_flooding: sessions closed for flooding publishes.
         connections_throttled: connections refused by ``--connection-rate``.
@@ -98,6 +104,7 @@ class Metrics:
         self.slow_consumers = 0
         self.requests_unauthorized = 0
         self.subscriptions_refused = 0
+        self.subscriptions_over_budget = 0
         self.publishes_throttled = 0
         self.sessions_flooding = 0
         self.connections_throttled = 0

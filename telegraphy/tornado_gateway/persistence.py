@@ -10,7 +10,15 @@
   session from the store, reads what each subscribed topic missed since the
   client's offsets, and completes the resume;
 - it saves each session's subscriptions (``on_session_change``) so they
-  outlive the connection, for ``--session-ttl`` seconds.
+  outlive the connection, for ``--session-ttl`` seconds. An anonymous
+  session is saved only once it holds a subscription (nothing else of it is
+  worth resuming), for ``--anonymous-session-ttl`` seconds, and at most
+  ``--max-anonymous-sessions`` of them per process; beyond that a new one
+  is simply not resumable.
+
+Per-topic state (the next stream position to deliver) is kept only for
+topics this process has subscribers for: it is dropped when a topic's last
+subscriber leaves, and never made for events nobody here receives.
 
 Everything runs in one task, one job after another. A resume reads history
 at a point where no publication of this process can slip between the read and
@@ -60,6 +68,9 @@ logger = logging.getLogger("telegraphy.gateway")
 
 #: Most missed events replayed per topic on resume; more → ``recovered: false``.
 MAX_REPLAY = 1000
+#: Per-topic states kept before every one is checked for a subscriber.
+_SWEEP_MIN = 1024
+_FOREVER = float("inf")
 
 
 class _Remote:
@@ -98,14 +109,38 @@ class Persistence:
         store: an opened store.
         bus: an opened bus to the other gateway processes, if any.
         session_ttl: seconds a session record outlives its connection.
+        anonymous_session_ttl: the same for anonymous sessions.
+        max_anonymous_sessions: most anonymous session records this process
+            keeps in the store at once; ``0``: no limit.
     """
 
-    def __init__(self, router: Router, store: Store, *, bus: Bus | None = None, session_ttl: float = 3600.0) -> None:
+    def __init__(
+        self,
+        router: Router,
+        store: Store,
+        *,
+        bus: Bus | None = None,
+        session_ttl: float = 3600.0,
+        anonymous_session_ttl: float = 300.0,
+        max_anonymous_sessions: int = 10_000,
+    ) -> None:
         self.router = router
         self.store = store
         self.bus = bus
         self.node = secrets.token_hex(8)
         self.session_ttl = session_ttl
+        self.anonymous_session_ttl = anonymous_session_ttl
+        self.max_anonymous_sessions = max_anonymous_sessions
+        #: Anonymous sessions stored by this process: token → when the record
+        #: expires (infinity while the session is connected).
+        self._anonymous: dict[str, float] = {}
+        self._anonymous_pruned = 0.0
+        #: Anonymous sessions that could not be stored (over max_anonymous_sessions).
+        self.anonymous_not_stored = 0
+        #: Topics that may have lost their last subscriber here; their
+        #: per-topic state is dropped unless a subscription still matches.
+        self._released: set[str] = set()
+        self._sweep_at = _SWEEP_MIN
         self._jobs: collections.deque[Publication | _Resume | _Remote | _Forget] = collections.deque()
         #: Per topic: (epoch, the next offset to deliver).
         self._next: dict[str, tuple[str, int]] = {}
@@ -160,6 +195,9 @@ class Persistence:
         token = session.resume_token
         if token is None:
             return
+        old = self._records.get(token)
+        old_topics = {s["topic"] for s in old["subscriptions"]} if old is not None else set()
+        anonymous = session.identity is not None and session.identity.anonymous
         if session.state is SessionState.ESTABLISHED:
             realm = session.realm
             assert realm is not None and session.identity is not None
@@ -168,7 +206,15 @@ class Persistence:
                 sub = realm.broker.get(subscription_id)
                 if sub is not None:
                     subscriptions.append({"topic": sub.topic, "match": sub.match, "options": sub.options})
-            previous = self._records.get(token, {}).get("positions", {})
+            self._released.update(old_topics.difference(s["topic"] for s in subscriptions))
+            if anonymous and not subscriptions:
+                # Nothing to resume: an anonymous session is stored only once it subscribes.
+                self._records.pop(token, None)
+                if self._anonymous.pop(token, None) is not None:
+                    self._saves[token] = None
+                self._wakeup.set()
+                return
+            previous = (old or {}).get("positions", {})
             record = {
                 "authid": session.identity.authid,
                 "authrole": session.identity.authrole,
@@ -180,17 +226,60 @@ class Persistence:
                 "positions": {s["topic"]: previous[s["topic"]] for s in subscriptions if s["topic"] in previous},
             }
             self._records[token] = record
-            self._saves[token] = record
+            if not anonymous or self._admit_anonymous(token):
+                self._saves[token] = record
         elif session.state is SessionState.CLOSED:
             # The peer said GOODBYE: it will not resume.
+            self._released.update(old_topics)
             self._records.pop(token, None)
+            self._anonymous.pop(token, None)
             self._saves[token] = None
         else:
             # Connection lost or gateway shutting down: keep it for a resume.
+            self._released.update(old_topics)
             record = self._records.pop(token, None)
-            if record is not None:
+            if record is not None and (not anonymous or token in self._anonymous):
+                if anonymous:
+                    self._anonymous[token] = time.time() + self.anonymous_session_ttl
                 self._saves[token] = record
         self._wakeup.set()
+
+    def _admit_anonymous(self, token: str) -> bool:
+        """Whether the record of anonymous session ``token`` may be stored (within max_anonymous_sessions)."""
+        stored = self._anonymous
+        if token in stored:
+            stored[token] = _FOREVER  # connected (again, after a resume): it does not expire meanwhile
+            return True
+        limit = self.max_anonymous_sessions
+        if limit and len(stored) >= limit:
+            now = time.time()
+            if now >= self._anonymous_pruned + 1.0:  # at most once a second, however many sessions ask
+                self._anonymous_pruned = now
+                for expired in [t for t, until in stored.items() if until <= now]:
+                    del stored[expired]
+            if len(stored) >= limit:
+                if not self.anonymous_not_stored:
+                    logger.warning("%d anonymous sessions are stored: new ones are not resumable (--max-anonymous-sessions)", limit)
+                self.anonymous_not_stored += 1
+                return False
+        stored[token] = _FOREVER
+        return True
+
+    def _release_topics(self) -> None:
+        """Drop the per-topic state of topics no subscription of this process matches any more."""
+        positions = self._next
+        if len(positions) > self._sweep_at:
+            # A safety net for state made on paths that do not report a release.
+            self._released.update(positions)
+        released, self._released = self._released, set()
+        for topic in released:
+            if topic in positions and not self._subscribed(topic):
+                del positions[topic]
+        self._sweep_at = max(_SWEEP_MIN, 2 * len(positions))
+
+    def _subscribed(self, topic: str) -> bool:
+        """Whether any subscription of this process matches ``topic``."""
+        return any(realm.broker.matching(topic) for realm in self.router.realms.values())
 
     async def announce_revocation(self, revocation: dict[str, Any]) -> None:
         """Tell the other gateway processes about a revocation (no-op without a bus).
@@ -328,7 +417,8 @@ class Persistence:
             if offset > expected[1]:
                 await self._fill(publication.realm.name, topic, epoch, expected[1] - 1, offset - 1)
         self._deliver(publication, (epoch, offset))
-        self._next[topic] = (epoch, offset + 1)
+        if expected is not None or self._subscribed(topic):  # no state for topics nobody here receives
+            self._next[topic] = (epoch, offset + 1)
 
     async def _fill(self, realm: str, topic: str, epoch: str, after: int, upto: int) -> None:
         """Deliver the events of ``topic`` with offsets in (after, upto], read from the store."""
@@ -395,10 +485,13 @@ class Persistence:
                         # stored them, the bus has not brought them yet): what
                         # follows this position is gated from here on.
                         self._next.setdefault(topic, (position.epoch, position.offset + 1))
-                await self.store.save_session(token, record, self.session_ttl, now)
+                ttl = self.anonymous_session_ttl if record.get("authrole") == "anonymous" else self.session_ttl
+                await self.store.save_session(token, record, ttl, now)
             except Exception:
                 self.store_errors += 1
                 logger.exception("could not save a session")
+        if self._released or len(self._next) > self._sweep_at:
+            self._release_topics()
 
     async def _complete_resume(self, job: _Resume) -> None:
         session = job.session

@@ -21,6 +21,7 @@ pattern's component is not empty, so ``a..c`` matches ``a.b.c``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from .channels import may_receive, private_owner
 from .errors import ApplicationError, uris
+from .limits import UNLIMITED, SubscriptionBudget
 from .messages import Event
 
 if TYPE_CHECKING:
@@ -95,7 +97,9 @@ class AuthLists:
 class Subscription:
     """One topic + match policy and the sessions subscribed to it."""
 
-    __slots__ = ("codecs", "components", "created", "filter_key", "id", "match", "options", "predicate", "subscribers", "topic")
+    __slots__ = (
+        "codecs", "components", "created", "filter_key", "filter_size", "id", "match", "options", "predicate", "subscribers", "topic",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -112,7 +116,10 @@ class Subscription:
         self.match = match
         #: The compiled server-side filter, evaluated once per event for all subscribers.
         self.predicate = predicate
+        #: A digest of the filter's canonical JSON (not the JSON itself: a filter is held once, as ``options``).
         self.filter_key = filter_key
+        #: Bytes of the filter's canonical JSON (counted against the budget).
+        self.filter_size = 0
         #: The ``filter``/``exclude`` options that made it (empty without a filter).
         self.options = options or {}
         #: Unix time the subscription was created, when the caller said.
@@ -159,10 +166,13 @@ class Broker:
 
     Args:
         next_id: returns a fresh router-scope id (WAMP §7.1.3).
+        budget: the bounds on subscriptions and their filters, shared by the
+            brokers of one router (none by default).
     """
 
-    def __init__(self, next_id: Callable[[], int]) -> None:
+    def __init__(self, next_id: Callable[[], int], budget: SubscriptionBudget | None = None) -> None:
         self._next_id = next_id
+        self.budget = budget if budget is not None else SubscriptionBudget(UNLIMITED)
         # Keyed by topic, or by topic + NUL + filter key for filtered subscriptions.
         self._exact: dict[str, Subscription] = {}
         self._prefix: dict[str, Subscription] = {}
@@ -194,25 +204,47 @@ class Broker:
         share one subscription, so the filter runs once per event.
 
         Raises:
-            ApplicationError: ``wamp.error.invalid_argument`` for an invalid filter.
+            ApplicationError: ``wamp.error.invalid_argument`` for an invalid or
+                too large filter; ``telegraphy.error.limit_exceeded`` when the
+                router holds as many subscriptions (or bytes of filters) as
+                its budget allows.
         """
         wanted = {k: options[k] for k in ("filter", "exclude") if options and options.get(k) is not None}
-        key, filter_key, predicate = topic, "", None
+        key, filter_key, filter_size, predicate = topic, "", 0, None
+        budget = self.budget
         if wanted:
             from telegraphy.query import QueryError, compile_filter
 
+            # Sized first, so an oversized filter is never compiled.
+            try:
+                canonical = json.dumps(wanted, sort_keys=True, separators=(",", ":"), default=str).encode("ascii")
+            except (TypeError, ValueError, RecursionError):
+                raise ApplicationError(uris.INVALID_ARGUMENT, "invalid filter: not JSON") from None
+            filter_size = len(canonical)  # ASCII: json.dumps escapes the rest
+            problem = budget.filter_problem(filter_size)
+            if problem is not None:
+                raise ApplicationError(uris.INVALID_ARGUMENT, f"invalid filter: {problem}")
+            filter_key = hashlib.sha256(canonical).hexdigest()
+            key = f"{topic}\x00{filter_key}"
+            sub = self._table(match).get(key)
+            if sub is not None:  # the same filter on the same topic: shared, compiled already
+                sub.add(session)
+                return sub
             try:
                 predicate = compile_filter(wanted.get("filter"), wanted.get("exclude"))
             except QueryError as exc:
                 raise ApplicationError(uris.INVALID_ARGUMENT, f"invalid filter: {exc}") from None
             except (TypeError, ValueError) as exc:
                 raise ApplicationError(uris.INVALID_ARGUMENT, f"invalid filter: {exc}") from None
-            filter_key = json.dumps(wanted, sort_keys=True, separators=(",", ":"), default=str)
-            key = f"{topic}\x00{filter_key}"
         table = self._table(match)
         sub = table.get(key)
         if sub is None:
+            problem = budget.problem(filter_size)
+            if problem is not None:
+                raise ApplicationError(uris.LIMIT_EXCEEDED, problem)
+            budget.add(filter_size)
             sub = Subscription(self._next_id(), topic, match, now, predicate, filter_key, wanted)
+            sub.filter_size = filter_size
             table[key] = sub
             self._by_id[sub.id] = sub
             if predicate is not None and match == "exact":
@@ -239,6 +271,7 @@ class Broker:
             key = f"{sub.topic}\x00{sub.filter_key}" if sub.filter_key else sub.topic
             del self._table(sub.match)[key]
             del self._by_id[sub.id]
+            self.budget.remove(sub.filter_size)
             if sub.filter_key and sub.match == "exact":
                 siblings = self._exact_filtered[sub.topic]
                 siblings.remove(sub)

@@ -12,7 +12,10 @@ monotonic-enough origin, the same for every call on one object).
 - :class:`KeyedRateLimiter`: one bucket per key (the gateway's per-IP
   connection rate), at most ``max_keys`` of them; idle keys (full buckets)
   are forgotten first.
-- :class:`SessionLimits`: the per-session settings the router applies.
+- :class:`SessionLimits`: the per-session settings the router applies, and
+  the gateway-wide bounds on what subscriptions hold.
+- :class:`SubscriptionBudget`: the running totals the broker keeps against
+  those bounds (distinct subscriptions, bytes of their filters).
 
 A ``rate`` of ``0`` switches a limit off.
 """
@@ -22,7 +25,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["UNLIMITED", "KeyedRateLimiter", "PublishThrottle", "SessionLimits", "TokenBucket", "Verdict"]
+__all__ = ["UNLIMITED", "KeyedRateLimiter", "PublishThrottle", "SessionLimits", "SubscriptionBudget", "TokenBucket", "Verdict"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,16 @@ class SessionLimits:
         flood_factor: refusals, as a multiple of ``publish_burst``, within
             ``flood_window`` seconds that close the session.
         flood_window: seconds over which refusals are counted.
+        max_uri_length: longest topic or procedure URI a session may
+            subscribe, publish, register or call, in characters.
+        max_filter_size: largest ``filter`` + ``exclude`` of one
+            subscription, in bytes of their compact JSON.
+        max_total_subscriptions: most distinct subscriptions (topic, match
+            policy and filter; sessions sharing one count once) the router
+            holds for all sessions together.
+        max_filters_total: most bytes of filters (as for
+            ``max_filter_size``) the router's distinct subscriptions hold
+            together.
     """
 
     max_subscriptions: int = 0
@@ -43,6 +56,10 @@ class SessionLimits:
     publish_burst: int = 0
     flood_factor: int = 10
     flood_window: float = 10.0
+    max_uri_length: int = 0
+    max_filter_size: int = 0
+    max_total_subscriptions: int = 0
+    max_filters_total: int = 0
 
     def throttle(self, now: float) -> PublishThrottle | None:
         """Return a fresh publish throttle for a session, or ``None`` when publishing is not limited."""
@@ -53,6 +70,50 @@ class SessionLimits:
 
 #: No limit at all (the router's default; the gateway passes its configured limits).
 UNLIMITED = SessionLimits()
+
+
+class SubscriptionBudget:
+    """What the distinct subscriptions of a router hold, against :class:`SessionLimits`.
+
+    The broker calls :meth:`problem` before it creates a subscription,
+    :meth:`add` once it has, and :meth:`remove` when the subscription's last
+    subscriber leaves. Sizes are filter sizes in bytes (``0`` without a filter).
+    """
+
+    __slots__ = ("filters_total", "limits", "subscriptions")
+
+    def __init__(self, limits: SessionLimits) -> None:
+        self.limits = limits
+        #: Distinct subscriptions held now.
+        self.subscriptions = 0
+        #: Bytes of the filters of those subscriptions.
+        self.filters_total = 0
+
+    def filter_problem(self, size: int) -> str | None:
+        """Return why a filter of ``size`` bytes is refused, or ``None``."""
+        limit = self.limits.max_filter_size
+        if limit and size > limit:
+            return f"filter too large ({size} bytes, max {limit})"
+        return None
+
+    def problem(self, size: int) -> str | None:
+        """Return why one more subscription (with a filter of ``size`` bytes) is refused, or ``None``."""
+        limits = self.limits
+        if limits.max_total_subscriptions and self.subscriptions >= limits.max_total_subscriptions:
+            return f"the gateway holds its maximum of {limits.max_total_subscriptions} subscriptions"
+        if size and limits.max_filters_total and self.filters_total + size > limits.max_filters_total:
+            return f"the gateway holds its maximum of {limits.max_filters_total} bytes of filters"
+        return None
+
+    def add(self, size: int) -> None:
+        """Count a subscription just created."""
+        self.subscriptions += 1
+        self.filters_total += size
+
+    def remove(self, size: int) -> None:
+        """Count a subscription just dropped."""
+        self.subscriptions -= 1
+        self.filters_total -= size
 
 
 class TokenBucket:

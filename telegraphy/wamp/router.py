@@ -28,7 +28,7 @@ from .channels import WEB_ROLE, ChannelPolicy
 from .broker import AuthLists, Broker, filter_target
 from .dealer import Dealer
 from .errors import ApplicationError, LocalProtocolError, uris
-from .limits import UNLIMITED, SessionLimits
+from .limits import UNLIMITED, SessionLimits, SubscriptionBudget
 from .messages import MAX_ID
 from .revocation import Revocations
 from .serializer import WireCodec
@@ -58,6 +58,7 @@ class RouterStats:
         self.protocol_errors = 0
         self.requests_unauthorized = 0
         self.subscriptions_refused = 0
+        self.subscriptions_over_budget = 0
         self.publishes_throttled = 0
         self.sessions_flooding = 0
         self.revocations = 0
@@ -96,9 +97,9 @@ class Realm:
 
     __slots__ = ("broker", "dealer", "name", "sessions")
 
-    def __init__(self, name: str, next_id: Callable[[], int]) -> None:
+    def __init__(self, name: str, next_id: Callable[[], int], budget: SubscriptionBudget | None = None) -> None:
         self.name = name
-        self.broker = Broker(next_id)
+        self.broker = Broker(next_id, budget)
         self.dealer = Dealer(next_id)
         self.sessions: dict[int, ServerSession] = {}
 
@@ -161,7 +162,9 @@ class Router:
         self.limits = limits
         #: Recent logouts and grant changes, applied to tickets issued before them.
         self.revocations = Revocations()
-        self.realms: dict[str, Realm] = {name: Realm(name, self._next_router_id) for name in realms}
+        #: Distinct subscriptions and filter bytes held, against ``limits`` (all realms together).
+        self.budget = SubscriptionBudget(limits)
+        self.realms: dict[str, Realm] = {name: Realm(name, self._next_router_id, self.budget) for name in realms}
         if not self.realms:
             raise LocalProtocolError("a router needs at least one realm")
         self.default_realm = next(iter(self.realms))

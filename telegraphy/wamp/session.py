@@ -473,6 +473,11 @@ class ServerSession:
 
     def _authorize(self, action: str, uri: str, match: str = "exact") -> None:
         assert self.identity is not None
+        limit = self._router.limits.max_uri_length
+        if limit and len(uri) > limit:
+            # Every topic a session subscribes to costs memory (broker, stored
+            # session, stream positions): its length is bounded. Not echoed back.
+            raise ApplicationError(uris.INVALID_URI, f"uri too long ({len(uri)} characters, max {limit})")
         try:
             self._router.authorize(self.identity, action, uri, self.grants, match)
         except ApplicationError as exc:
@@ -532,6 +537,8 @@ class ServerSession:
         try:
             sub = broker.subscribe(self, message.topic, message.options.get("match", "exact"), self._now, message.options)
         except ApplicationError as exc:
+            if exc.uri == uris.LIMIT_EXCEEDED:
+                self._router.stats.subscriptions_over_budget += 1
             self._request_error(message, message.request, exc)
             return
         limit = self._router.limits.max_subscriptions

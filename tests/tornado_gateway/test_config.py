@@ -343,3 +343,36 @@ def test_channels_may_declare_procedures() -> None:
     """--channels accepts procedure entries beside channels (the same declaration)."""
     config = parse(["--channels", '[{"topic": "chat.", "match": "prefix", "publish": "authenticated"}, {"procedure": "app.", "match": "prefix", "call": "public"}]'])
     assert config.channels is not None and len(config.channels) == 2
+
+
+def test_resource_bounds_settings() -> None:
+    """The subscription, filter, URI and anonymous-session bounds have safe defaults and are set by flag or environment."""
+    config = parse([])
+    assert (config.max_uri_length, config.max_filter_size, config.max_total_subscriptions, config.max_filters_total) == (
+        512, 16 * 1024, 100_000, 8 * MIB,
+    )  # fmt: skip
+    assert (config.anonymous_session_ttl, config.max_anonymous_sessions, config.session_ttl) == (300.0, 10_000, 3600.0)
+    config = parse(
+        ["--max-uri-length", "128", "--max-filter-size", "4K", "--max-total-subscriptions", "10", "--anonymous-session-ttl", "60"],
+        {"TELEGRAPHY_MAX_FILTERS_TOTAL": "1M", "TELEGRAPHY_MAX_ANONYMOUS_SESSIONS": "0"},
+    )
+    assert (config.max_uri_length, config.max_filter_size, config.max_total_subscriptions, config.max_filters_total) == (
+        128, 4096, 10, MIB,
+    )  # fmt: skip
+    assert (config.anonymous_session_ttl, config.max_anonymous_sessions) == (60.0, 0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--max-uri-length", "-1"], ["--max-uri-length", "TELEGRAPHY_MAX_URI_LENGTH"]),
+        (["--max-filter-size", "big"], ["--max-filter-size", "not a size"]),
+        (["--anonymous-session-ttl", "0"], ["--anonymous-session-ttl", "greater than 0"]),
+        (["--max-anonymous-sessions", "x"], ["--max-anonymous-sessions", "not an integer"]),
+    ],
+)
+def test_resource_bounds_settings_refuse_invalid_values(capsys: pytest.CaptureFixture[str], argv: list[str], expected: list[str]) -> None:
+    """An invalid bound exits with status 2 naming the flag."""
+    message = parse_error(capsys, argv, {})
+    for fragment in expected:
+        assert fragment in message

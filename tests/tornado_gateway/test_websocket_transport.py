@@ -573,12 +573,12 @@ def test_message_over_max_message_size(gateway_process: Callable[..., GatewayPro
     client = connect(gateway)
     assert client.upgrade().status == 101
     client.join()
-    message = [32, 7, {}, ""]
-    message[3] = "t." + "x" * (1000 - len(json.dumps(message)) - 2)
+    message: list[Any] = [32, 7, {"padding": ""}, "t.x"]  # padded in options: topics are bounded by --max-uri-length
+    message[2]["padding"] = "x" * (1000 - len(json.dumps(message)))
     assert len(json.dumps(message)) == 1000
     client.send(message)
     assert client.receive()[:2] == [33, 7]
-    message[3] += "x"
+    message[2]["padding"] += "x"
     client.send(message)
     code, reason = client.expect_close()
     assert code == 1009

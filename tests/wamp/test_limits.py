@@ -152,3 +152,73 @@ def test_no_limits_by_default() -> None:
         _send(session, [32, n + 1, {}, f"t.{n}"], T0)
         _send(session, [16, n + 1, {}, "x"], T0)
     assert len(session.subscriptions) == 1200 and peers.router.stats.publishes_throttled == 0
+
+
+# Topic length, filter size and the gateway-wide budget (issue 11, finding 8) -----------
+
+
+def test_uris_longer_than_max_uri_length_are_refused_with_invalid_uri() -> None:
+    """SUBSCRIBE, acknowledged PUBLISH and REGISTER of a URI over max_uri_length get ERROR wamp.error.invalid_uri, not echoing the URI."""
+    peers = Peers(limits=SessionLimits(max_uri_length=20))
+    session = peers.join(user="7")
+    long_uri = "a." + "b" * 30
+    assert isinstance(peers.subscribe(session, "a." + "b" * 18), int)
+    for request, message in enumerate(([32, 0, {}, long_uri], [16, 0, {"acknowledge": True}, long_uri], [64, 0, {}, long_uri]), 1):
+        message[1] = request
+        peers.send(session, message)
+        error = peers.read_one(session)
+        assert isinstance(error, Error) and error.error == uris.INVALID_URI and error.request == request
+        assert error.args == ["uri too long (32 characters, max 20)"]
+    assert peers.router.counts()["subscriptions"] == 1
+
+
+def test_a_filter_over_max_filter_size_is_refused_before_it_is_compiled() -> None:
+    """A SUBSCRIBE whose filter's JSON exceeds max_filter_size gets wamp.error.invalid_argument naming the limit."""
+    peers = Peers(limits=SessionLimits(max_filter_size=100))
+    session = peers.join()
+    peers.send(session, [32, 1, {"filter": {"n__in": list(range(10))}}, "t"])
+    assert peers.read_one(session).TYPE == 33  # type: ignore[attr-defined]
+    peers.send(session, [32, 2, {"filter": {"n__in": list(range(100))}}, "t"])
+    error = peers.read_one(session)
+    assert isinstance(error, Error) and error.error == uris.INVALID_ARGUMENT
+    assert error.args is not None and error.args[0].startswith("invalid filter: filter too large (") and "max 100)" in error.args[0]
+
+
+def test_the_gateway_wide_subscription_budget_counts_distinct_subscriptions_of_all_sessions() -> None:
+    """Beyond max_total_subscriptions a new distinct subscription gets telegraphy.error.limit_exceeded and is counted; shared ones still work; leaving frees room."""
+    peers = Peers(limits=SessionLimits(max_total_subscriptions=3))
+    first, second = peers.join(), peers.join()
+    peers.subscribe(first, "t.0")
+    peers.subscribe(first, "t.1")
+    peers.subscribe(second, "t.2")
+    peers.send(second, [32, 9, {}, "t.3"])
+    error = peers.read_one(second)
+    assert isinstance(error, Error) and error.error == uris.LIMIT_EXCEEDED and error.request == 9
+    assert error.args == ["the gateway holds its maximum of 3 subscriptions"]
+    assert peers.router.stats.subscriptions_over_budget == 1
+    assert isinstance(peers.subscribe(second, "t.0", request=10), int)  # shared: no new subscription
+    first.connection_lost()
+    assert peers.router.budget.subscriptions == 2
+    assert isinstance(peers.subscribe(second, "t.3", request=11), int)
+
+
+def test_the_gateway_wide_filter_budget_counts_bytes_of_distinct_filters() -> None:
+    """Beyond max_filters_total bytes of filters a new filtered subscription is refused; the same filter is shared; unsubscribing frees its bytes."""
+    peers = Peers(limits=SessionLimits(max_filters_total=100))
+    first, second = peers.join(), peers.join()
+    big = {"filter": {"name__in": ["x" * 10, "y" * 10, "z" * 10]}}  # 55 bytes of JSON
+    peers.send(first, [32, 1, big, "t"])
+    sub = peers.read_one(first).subscription  # type: ignore[attr-defined]
+    peers.send(second, [32, 1, big, "t"])
+    assert peers.read_one(second).subscription == sub  # type: ignore[attr-defined]
+    peers.send(second, [32, 2, big, "u"])
+    error = peers.read_one(second)
+    assert isinstance(error, Error) and error.error == uris.LIMIT_EXCEEDED
+    assert error.args == ["the gateway holds its maximum of 100 bytes of filters"]
+    assert peers.router.stats.subscriptions_over_budget == 1
+    peers.send(first, [34, 3, sub])
+    peers.send(second, [34, 3, sub])
+    peers.read(first), peers.read(second)
+    assert (peers.router.budget.subscriptions, peers.router.budget.filters_total) == (0, 0)
+    peers.send(second, [32, 4, big, "u"])
+    assert peers.read_one(second).TYPE == 33  # type: ignore[attr-defined]
