@@ -182,7 +182,7 @@ def parse_publish_body(body: bytes, max_batch: int) -> list[dict[str, Any]]:
         raise ApiError(400, "invalid_event", str(exc), extra={"field": exc.field, "index": exc.index}) from None
     for index, event in enumerate(batch):
         # What every subscriber's serializer carries (nesting depth included), as for client PUBLISHes.
-        problem = unportable(event, "event")
+        problem = unportable(event, "event", level=2)  # it travels as args[0]
         if problem is not None:
             raise ApiError(400, "invalid_event", f"cannot be delivered to every client: {problem}", extra={"field": None, "index": None if single else index})
     return batch

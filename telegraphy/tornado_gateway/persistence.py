@@ -576,7 +576,7 @@ def _load(data: bytes) -> dict[str, Any]:
     args, kwargs, details = record.get("a"), record.get("k"), record.get("d", {})
     if (args is not None and type(args) is not list) or (kwargs is not None and type(kwargs) is not dict) or type(details) is not dict:
         raise ValueError("not an event record")
-    problem = unportable([details, args, kwargs], "record")
+    problem = unportable(details, "details") or unportable(args, "args") or unportable(kwargs, "kwargs")
     if problem is not None:
         raise ValueError(problem)
     return record

@@ -265,14 +265,16 @@ def _walk(value: Any, depth: int) -> None:
         raise _Unportable(_kind(value))
 
 
-def unportable(value: Any, where: str) -> str | None:
+def unportable(value: Any, where: str, level: int = 1) -> str | None:
     """Return what keeps some serializer from carrying ``value`` unchanged, or ``None`` if nothing does.
 
     The answer names the problem and where it is (``"NaN at args[0]['price']"``),
     never the data itself, so it is short and safe to send to a peer.
+    ``level`` is the nesting level of ``value`` itself (2 for an event that
+    travels as ``args[0]``).
     """
     try:
-        _walk(value, 1)
+        _walk(value, level)
     except _Unportable as exc:
         path = "".join(reversed(exc.path))
         if len(path) > 80:
