@@ -678,3 +678,34 @@ def test_slow_consumer_disconnected(gateway_process: Callable[..., GatewayProces
     publish(gateway, topic, {"n": published + 1})
     assert_event(reader, subscription, {"n": published + 1})
     assert_still_serves(gateway, connect)
+
+
+# Messages in the same read as a close frame ----------------------------------------------------
+
+
+def ticket_join(client: RawClient, gateway: GatewayProcess, user: str) -> None:
+    """HELLO with the ticket method, AUTHENTICATE with a connect token, expect WELCOME."""
+    client.send([1, REALM, {"roles": {"publisher": {}, "subscriber": {}}, "authmethods": ["ticket"]}])
+    assert client.receive()[:2] == [4, "ticket"]
+    client.send([5, gateway.connect_token(user), {}])
+    assert client.receive()[0] == 2
+
+
+@pytest.mark.parametrize("path", ["/ws", "/sockjs/websocket"], ids=["ws", "sockjs-raw-websocket"])
+def test_publish_then_close_in_one_write_is_delivered(gateway: GatewayProcess, connect: Callable[..., RawClient], path: str) -> None:
+    """A PUBLISH and a close frame sent in one TCP write: the event reaches subscribers, the publisher gets PUBLISHED then the close (RFC 6455 §5.5.1)."""
+    subscriber = connect(gateway)
+    assert subscriber.upgrade().status == 101
+    subscriber.join()
+    subscription = subscriber.subscribe("t.pc")
+    publisher = connect(gateway)
+    assert publisher.upgrade(path=path).status == 101
+    ticket_join(publisher, gateway, "7")
+    message = json.dumps([16, 1, {"acknowledge": True}, "t.pc", ["x"]]).encode()
+    publisher.sock.sendall(client_frame(OP_TEXT, message) + client_frame(OP_CLOSE, close_payload(1000)))
+    event = subscriber.receive()
+    assert event[:2] == [36, subscription] and event[4] == ["x"], event
+    assert publisher.receive()[:2] == [17, 1]
+    assert publisher.expect_close() == (1000, "")
+    publisher.expect_tcp_closed()
+    assert_still_serves(gateway, connect)
