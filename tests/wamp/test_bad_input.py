@@ -203,7 +203,7 @@ def test_payload_not_every_serializer_carries_is_refused_at_publish(codec: WireC
 
 
 def test_unacknowledged_bad_publish_is_dropped_silently() -> None:
-    """Without acknowledge, a refused PUBLISH gets no answer (WAMP §8.1.3) and reaches nobody."""
+    """Without acknowledge, a refused PUBLISH gets no answer (only acknowledged ones are answered) and reaches nobody."""
     peers = Peers()
     publisher = peers.join(MSGPACK_CODEC, user="p")
     subscriber = peers.join()
