@@ -188,10 +188,10 @@ def _unrepresentable(name: str, exc: Exception) -> ApplicationError:
 
 
 def _reason(exc: Exception) -> str:
-    if isinstance(exc, RecursionError) or "recursion" in str(exc).lower() or "deep" in str(exc).lower():
+    if isinstance(exc, RecursionError) or "recursion" in str(exc):  # msgpack: "recursion limit exceeded"
         return "nested too deeply"
-    if isinstance(exc, OverflowError) or "out of range" in str(exc).lower():
-        return "a number out of range"
+    if isinstance(exc, OverflowError):
+        return "an integer out of range"
     return "a value it cannot represent"
 
 
