@@ -703,15 +703,16 @@ def test_wamp_session_over_a_hixie76_websocket(gateway_process: Any) -> None:
 
 
 @pytest.mark.parametrize("transport", ["xhr_streaming", "websocket"])
-def test_odd_wamp_input_over_sockjs_gets_errors_not_tracebacks(gateway: GatewayProcess, transport: str) -> None:
+def test_odd_wamp_input_over_sockjs_gets_errors_not_tracebacks(gateway_process: Any, transport: str) -> None:
     """Over SockJS as over /ws: a HELLO quoting a lone surrogate and a 900-deep message get ABORT and close; a payload with one gets ERROR; no traceback."""
+    gateway = gateway_process("--channels", json.dumps([{"topic": "t.", "match": "prefix", "publish": "authenticated"}]))
     assert gateway.secret is not None
     secret = gateway.secret
 
     async def scenario() -> None:
         watcher = await SockJSWamp.connect(gateway, "xhr_streaming")
         await watcher.join()
-        subscription = await watcher.subscribe("odd.t")
+        subscription = await watcher.subscribe("t.odd")
 
         deep: Any = 1
         for _ in range(900):
@@ -731,7 +732,7 @@ def test_odd_wamp_input_over_sockjs_gets_errors_not_tracebacks(gateway: GatewayP
 
         publisher = await SockJSWamp.connect(gateway, transport)
         await ticket_join(publisher.send, publisher.receive, secret, "u7")
-        await publisher.send([16, 1, {"acknowledge": True}, "odd.t", ["\ud800"]], [16, 2, {"acknowledge": True}, "odd.t", ["fine"]])
+        await publisher.send([16, 1, {"acknowledge": True}, "t.odd", ["\ud800"]], [16, 2, {"acknowledge": True}, "t.odd", ["fine"]])
         error = await publisher.receive()
         assert error[:5] == [8, 16, 1, {}, "wamp.error.invalid_argument"], error
         assert "lone utf-16 surrogate" in error[5][0]

@@ -433,6 +433,9 @@ async def join_as(client: RawClient, gateway: GatewayProcess, user: str) -> int:
     return session_id
 
 
+#: A declared channel: signed-in users publish on topics under "t.".
+PUBLISH_UNDER_T = ("--channels", json.dumps([{"topic": "t.", "match": "prefix", "publish": "authenticated"}]))
+
 #: (id, publisher subprotocol, PUBLISH as sent, the problem the ERROR names or None when not acknowledged)
 UNPORTABLE: list[tuple[str, str, str | bytes, str | None]] = [
     # The issue's frames, byte for byte: [16,1,{"acknowledge":true},"t.resume",[NaN]] …
@@ -448,9 +451,10 @@ UNPORTABLE: list[tuple[str, str, str | bytes, str | None]] = [
 
 @pytest.mark.parametrize(("subprotocol", "data", "problem"), [c[1:] for c in UNPORTABLE], ids=[c[0] for c in UNPORTABLE])
 def test_unportable_payload_is_refused_and_other_events_are_stored(
-    gateway: GatewayProcess, subprotocol: str, data: str | bytes, problem: str | None
+    gateway_process: Callable[..., GatewayProcess], subprotocol: str, data: str | bytes, problem: str | None
 ) -> None:
     """A payload some peer or the store cannot carry gets ERROR invalid_argument; the next events, HTTP and client ones, are delivered with offsets; no traceback."""
+    gateway = gateway_process(*PUBLISH_UNDER_T)
 
     async def scenario() -> None:
         subscribers = [await RawClient.open(gateway, ["wamp.2.json"]), await RawClient.open(gateway, ["wamp.2.msgpack"])]

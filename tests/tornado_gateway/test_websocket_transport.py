@@ -692,8 +692,11 @@ def ticket_join(client: RawClient, gateway: GatewayProcess, user: str) -> None:
 
 
 @pytest.mark.parametrize("path", ["/ws", "/sockjs/websocket"], ids=["ws", "sockjs-raw-websocket"])
-def test_publish_then_close_in_one_write_is_delivered(gateway: GatewayProcess, connect: Callable[..., RawClient], path: str) -> None:
+def test_publish_then_close_in_one_write_is_delivered(
+    gateway_process: Callable[..., GatewayProcess], connect: Callable[..., RawClient], path: str
+) -> None:
     """A PUBLISH and a close frame sent in one TCP write: the event reaches subscribers, the publisher gets PUBLISHED then the close (RFC 6455 §5.5.1)."""
+    gateway = gateway_process("--channels", json.dumps([{"topic": "t.", "match": "prefix", "publish": "authenticated"}]))
     subscriber = connect(gateway)
     assert subscriber.upgrade().status == 101
     subscriber.join()

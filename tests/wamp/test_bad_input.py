@@ -14,6 +14,7 @@ from wamp_peers import JSON_CODEC, MSGPACK_CODEC, Peers
 
 from telegraphy.tornado_gateway.persistence import _decode, _encode
 from telegraphy.wamp import CLOSE_PROTOCOL_ERROR, SessionState, WireCodec, uris
+from telegraphy.wamp.channels import ChannelPolicy, parse_channels
 from telegraphy.wamp.messages import Abort, Error, Event, Publish, Published, Welcome
 from telegraphy.wamp.router import Publication
 from telegraphy.wamp.serializer import MAX_DEPTH
@@ -159,6 +160,11 @@ def test_plausible_but_foreign_resume_token_gets_a_fresh_session() -> None:
     assert looked_up == []
 
 
+def publishing_peers() -> Peers:
+    """Peers whose signed-in users may publish on topics under ``t`` (a declared channel)."""
+    return Peers(channels=ChannelPolicy(parse_channels([{"topic": "t", "match": "prefix", "publish": "authenticated"}])))
+
+
 #: (codec of the publisher, the PUBLISH as sent, the ERROR text): each is refused, nobody gets an event.
 UNPORTABLE = [
     # The issue's frame: [16, 1, {"acknowledge": true}, "t.resume", [NaN]] over msgpack.
@@ -180,7 +186,7 @@ UNPORTABLE = [
 @pytest.mark.parametrize(("codec", "data", "problem"), UNPORTABLE, ids=[c[2].split(" at ")[0] + f"-{c[0].serializer.name}" for c in UNPORTABLE])
 def test_payload_not_every_serializer_carries_is_refused_at_publish(codec: WireCodec, data: str | bytes, problem: str) -> None:
     """A PUBLISH whose payload some serializer (or the store) cannot carry gets ERROR invalid_argument naming the problem; nothing is sequenced or delivered."""
-    peers = Peers()
+    peers = publishing_peers()
     sequenced: list[Publication] = []
     peers.router.sequencer = sequenced.append
     publisher = peers.join(codec, user="p")
@@ -204,7 +210,7 @@ def test_payload_not_every_serializer_carries_is_refused_at_publish(codec: WireC
 
 def test_unacknowledged_bad_publish_is_dropped_silently() -> None:
     """Without acknowledge, a refused PUBLISH gets no answer (only acknowledged ones are answered) and reaches nobody."""
-    peers = Peers()
+    peers = publishing_peers()
     publisher = peers.join(MSGPACK_CODEC, user="p")
     subscriber = peers.join()
     peers.subscribe(subscriber, "t")
@@ -215,7 +221,7 @@ def test_unacknowledged_bad_publish_is_dropped_silently() -> None:
 
 def test_replay_skips_an_event_the_peer_cannot_receive_and_goes_on(caplog: pytest.LogCaptureFixture) -> None:
     """A missed event that cannot be encoded (a NaN stored before payloads were checked) is skipped and logged once; the later ones are replayed."""
-    peers = Peers()
+    peers = publishing_peers()
     peers.router.on_resume = lambda session, token, offsets: None
     session = peers.attach(JSON_CODEC)
     peers.hello(session, resume_token="tok", resume_offsets={"t": ["e", 0]})
@@ -238,7 +244,7 @@ def test_replay_skips_an_event_the_peer_cannot_receive_and_goes_on(caplog: pytes
 
 def test_an_internal_error_ends_only_that_session(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """A bug of ours met while handling a message gives that peer ABORT telegraphy.error.internal and close 1011, not an exception."""
-    peers = Peers()
+    peers = publishing_peers()
     victim, bystander = peers.join(user="v"), peers.join()
     peers.subscribe(bystander, "t")
 
@@ -306,7 +312,7 @@ def test_any_payload_is_refused_or_delivered_stored_and_replayed(codec: WireCode
     data = _wire(codec, message)
     if data is None:
         return
-    peers = Peers()
+    peers = publishing_peers()
     sequenced: list[Publication] = []
     peers.router.sequencer = sequenced.append
     publisher = peers.join(codec, user="p")
