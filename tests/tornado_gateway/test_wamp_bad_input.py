@@ -510,3 +510,21 @@ def test_http_event_nested_too_deep_is_refused(gateway: GatewayProcess) -> None:
 
     run(scenario())
     assert "Traceback" not in gateway.stderr(), gateway.stderr()
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_http_event_with_a_non_finite_number_is_refused(gateway: GatewayProcess, constant: str) -> None:
+    """POST /publish refuses NaN and ±Infinity (which Python's json would accept) with a 400 JSON error; nothing is published."""
+
+    async def scenario() -> None:
+        watcher = await Watcher.start(gateway)
+        body = ('{"name": "%s", "data": {"v": %s}}' % (Watcher.TOPIC, constant)).encode()
+        headers = {"Authorization": f"Bearer {gateway.publish_token()}", "Content-Type": "application/json"}
+        response = await tornado.httpclient.AsyncHTTPClient().fetch(f"{gateway.url}/publish", method="POST", body=body, headers=headers, raise_error=False)
+        assert response.code == 400, response.body
+        answer = json.loads(response.body)
+        assert answer["error"] == "invalid_json" and constant.lstrip("-") in answer["detail"], answer
+        await watcher.assert_still_served()
+
+    run(scenario())
+    assert "Traceback" not in gateway.stderr(), gateway.stderr()
