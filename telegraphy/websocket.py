@@ -13,6 +13,11 @@ bytes, continuation frames follow a started message, text messages are UTF-8
 close frames carry a valid code (§7.4). Any violation is answered with a close
 frame and reported as :class:`ClosedByProtocol`.
 
+Messages that arrived complete before a close frame (or before a violation)
+in the same read are not lost: the exception carries them in ``messages``,
+and the caller handles them before closing (RFC 6455 §5.5.1: a close frame
+ends the data the peer sends, it does not take back what came before).
+
 Limits: no extensions (permessage-deflate is never negotiated, so frames can be
 prepared once and written to every subscriber unchanged).
 """
@@ -97,21 +102,31 @@ class Message:
 
 
 class ClosedByPeer(Exception):
-    """The peer sent a close frame; the reply is queued. ``code`` is the peer's."""
+    """The peer sent a close frame; the reply is queued. ``code`` is the peer's.
+
+    ``messages`` are the complete messages received before the close frame
+    in the same :meth:`ServerConnection.receive_data` call: handle them.
+    """
 
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(f"closed by peer: {code} {reason}".strip())
         self.code = code
         self.reason = reason
+        self.messages: list[Message] = []
 
 
 class ClosedByProtocol(Exception):
-    """The peer broke the protocol; a close frame with ``code`` is queued."""
+    """The peer broke the protocol; a close frame with ``code`` is queued.
+
+    ``messages`` are the complete messages received before the violation in
+    the same :meth:`ServerConnection.receive_data` call: handle them.
+    """
 
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(f"{reason} (close code {code})")
         self.code = code
         self.reason = reason
+        self.messages: list[Message] = []
 
 
 def _unmask(payload: bytes | bytearray, mask: bytes) -> bytes:
@@ -132,7 +147,8 @@ class ServerConnection:
     Call :meth:`receive_data` with whatever the socket gave; it returns the
     complete messages, answers pings by itself, and raises
     :class:`ClosedByPeer` or :class:`ClosedByProtocol` when the connection
-    ends. After either, write :meth:`data_to_send` and close the socket.
+    ends. After either, handle the exception's ``messages`` (those that came
+    before the end), write :meth:`data_to_send` and close the socket.
     """
 
     __slots__ = ("_buffer", "_fragments", "_fragments_size", "_opcode", "_out", "closing", "max_message_size")
@@ -200,6 +216,9 @@ class ServerConnection:
                 message = self._frame(first & 0x80, first & 0x0F, payload)
                 if message is not None:
                     messages.append(message)
+        except (ClosedByPeer, ClosedByProtocol) as exc:
+            exc.messages = messages
+            raise
         finally:
             if pos:
                 del buf[:pos]

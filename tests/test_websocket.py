@@ -354,11 +354,46 @@ def test_close_with_code_and_reason(code: int) -> None:
 
 
 def test_close_after_messages_in_one_chunk() -> None:
-    """A close frame after data frames in one chunk still ends the connection (the messages are lost with it)."""
+    """A close frame after data frames in one chunk ends the connection and hands over the messages before it (RFC 6455 §5.5.1)."""
     connection = ServerConnection()
-    with pytest.raises(ClosedByPeer):
-        connection.receive_data(client_frame(OP_TEXT, b"last words") + client_close(1001))
+    chunk = client_frame(OP_TEXT, b"last words") + client_frame(OP_BINARY, b"\x01") + client_close(1001)
+    with pytest.raises(ClosedByPeer) as info:
+        connection.receive_data(chunk)
+    assert info.value.messages == [Message("last words"), Message(b"\x01")]
     assert close_code(connection.data_to_send()) == 1001
+
+
+def test_close_after_a_fragmented_message_in_one_chunk() -> None:
+    """A message completed by its last fragment just before the close frame is handed over; an unfinished one is not."""
+    connection = ServerConnection()
+    chunk = (
+        client_frame(OP_TEXT, b"com", fin=False)
+        + client_frame(OP_CONTINUATION, b"plete")
+        + client_frame(OP_TEXT, b"half", fin=False)
+        + client_close(1000)
+    )
+    with pytest.raises(ClosedByPeer) as info:
+        connection.receive_data(chunk)
+    assert info.value.messages == [Message("complete")]
+
+
+def test_close_alone_hands_over_no_message() -> None:
+    """A close frame with nothing before it in the chunk carries no messages (those of earlier chunks were returned then)."""
+    connection = ServerConnection()
+    assert connection.receive_data(client_frame(OP_TEXT, b"earlier")) == [Message("earlier")]
+    with pytest.raises(ClosedByPeer) as info:
+        connection.receive_data(client_close(1000))
+    assert info.value.messages == []
+
+
+def test_messages_before_a_protocol_error_are_handed_over() -> None:
+    """Complete messages before a violation in the same chunk come with ClosedByProtocol; nothing after it does."""
+    connection = ServerConnection()
+    chunk = client_frame(OP_TEXT, b"fine") + client_frame(OP_TEXT, b"x", masked=False) + client_frame(OP_TEXT, b"after")
+    with pytest.raises(ClosedByProtocol) as info:
+        connection.receive_data(chunk)
+    assert info.value.code == 1002
+    assert info.value.messages == [Message("fine")]
 
 
 def test_close_one_byte_payload() -> None:

@@ -293,8 +293,10 @@ class Config:
 
         Raises:
             ConfigError: when there is no secret, or one shorter than
-                ``MIN_SECRET_LENGTH`` bytes, and ``insecure_dev`` is off; or
-                the SockJS path collides with another endpoint.
+                ``MIN_SECRET_LENGTH`` bytes, and ``insecure_dev`` is off; when
+                the SockJS path collides with another endpoint; or when
+                ``--max-message-size`` or ``--max-body-size`` is above
+                ``--outgoing-buffer``.
         """
         if not self.secret and not self.insecure_dev:
             raise ConfigError(
@@ -315,6 +317,16 @@ class Config:
         )
         if self.sockjs and self.sockjs_path in taken:
             raise ConfigError(f"--sockjs-path {self.sockjs_path or '/'!r} collides with another endpoint: choose another path")
+        self._check_buffer_limits()
+
+    def _check_buffer_limits(self) -> None:
+        """Refuse incoming limits above --outgoing-buffer: one message must fit in a connection's buffer."""
+        for flag, size in (("--max-message-size", self.max_message_size), ("--max-body-size", self.max_body_size)):
+            if size > self.outgoing_buffer:
+                raise ConfigError(
+                    f"{flag} ({size} bytes) is above --outgoing-buffer ({self.outgoing_buffer} bytes): "
+                    f"raise --outgoing-buffer or lower {flag}"
+                )
 
     def with_secret(self) -> Config:
         """Return this config with a secret, generating one under ``insecure_dev``.

@@ -55,6 +55,7 @@ import tornado.web
 
 from telegraphy.event import InvalidEvent, json_type, validate_event
 from telegraphy.tokens import TokenError, verify_manage_token, verify_publish_token
+from telegraphy.wamp.serializer import unportable
 from telegraphy.tornado_gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from telegraphy.tornado_gateway.server import TrustedProxies, is_local_request
 
@@ -190,6 +191,11 @@ def parse_publish_body(body: bytes, max_batch: int) -> list[dict[str, Any]]:
             validate_event(event, None if single else index)
     except InvalidEvent as exc:
         raise ApiError(400, "invalid_event", str(exc), extra={"field": exc.field, "index": exc.index}) from None
+    for index, event in enumerate(batch):
+        # What every subscriber's serializer carries (nesting depth included), as for client PUBLISHes.
+        problem = unportable(event, "event", level=2)  # it travels as args[0]
+        if problem is not None:
+            raise ApiError(400, "invalid_event", f"cannot be delivered to every client: {problem}", extra={"field": None, "index": None if single else index})
     return batch
 
 

@@ -32,7 +32,13 @@ bus may reorder or drop) waits while the missing ones are read from the
 store; one that was already delivered is dropped.
 
 If the store fails, events are still delivered live (without a position) and
-the failure is logged: live delivery never waits for a broken store.
+the failure is logged: live delivery never waits for a broken store. Events
+are encoded for the store one by one: one that cannot be encoded (the router
+refuses such payloads at PUBLISH, so this is a bug) is delivered without a
+position and logged, and never keeps the rest of its batch from being stored.
+A stored record that cannot be read back (damaged, or from an older version
+that stored what is refused now) is skipped, logged once per read, and the
+records after it are still delivered or replayed.
 
 Revocations (``POST /revoke``) travel on the same bus as
 ``{"n": node, "r": {"user", "logout", "grants"}}``, handed to
@@ -55,6 +61,7 @@ from telegraphy.wamp import ServerSession, SessionState
 from telegraphy.wamp.audience import InvalidAudience, Visibility
 from telegraphy.wamp.broker import AuthLists
 from telegraphy.wamp.errors import ApplicationError
+from telegraphy.wamp.serializer import unportable
 from telegraphy.wamp.router import Publication, Router
 from telegraphy.wamp.session import Missed, Resumption
 
@@ -368,18 +375,34 @@ class Persistence:
             return
         if isinstance(job, _Remote):
             jobs.popleft()
-            for realm, topic, epoch, offset, data in job.items:
-                publication = _publication(self.router, realm, topic, data.encode("utf-8"))
+            for item in job.items:
+                try:
+                    realm, topic, epoch, offset, data = item
+                    publication = _publication(self.router, realm, topic, data.encode("utf-8"))
+                except Exception as exc:
+                    logger.warning("ignoring an event from the bus that cannot be read (%s)", type(exc).__name__)
+                    continue
                 if publication is not None:
                     await self._gate(publication, epoch, offset)
             return
         batch: list[Publication] = []
+        encoded: list[bytes] = []
         while jobs and isinstance(jobs[0], Publication):
             publication = jobs.popleft()
             assert isinstance(publication, Publication)
+            try:
+                data = _encode(publication)
+            except (TypeError, ValueError, RecursionError) as exc:
+                # Only this event goes without a position: the others of the batch are stored.
+                logger.error("could not encode an event on %r for the store (%s); delivering it without a position", publication.topic, type(exc).__name__)
+                self._deliver(publication, None)
+                self._done += 1
+                continue
             batch.append(publication)
+            encoded.append(data)
+        if not batch:
+            return
         try:
-            encoded = [_encode(p) for p in batch]
             positions = await self.store.append_many([(p.topic, data) for p, data in zip(batch, encoded)], time.time())
         except Exception:
             self.store_errors += 1
@@ -404,6 +427,10 @@ class Persistence:
     def _deliver(self, publication: Publication, position: tuple[str, int] | None) -> None:
         try:
             self.router.deliver(publication, position)
+        except ApplicationError as exc:
+            # A payload some subscriber's serialization cannot carry (refused at
+            # PUBLISH nowadays; a record stored before, or by an older node).
+            logger.warning("could not deliver an event on %r: %s", publication.topic, exc.message)
         except Exception:
             logger.exception("could not deliver an event on %r", publication.topic)
 
@@ -433,13 +460,19 @@ class Persistence:
         if not history.recovered:
             logger.warning("events %d..%d of %r are lost: %s", after + 1, upto, topic, history.reason)
             return
+        bad = _BadRecords(topic)
         for stored in history.events:
             if stored.offset > upto:
                 break
-            publication = _publication(self.router, realm, topic, stored.data)
+            try:
+                publication = _publication(self.router, realm, topic, stored.data)
+            except Exception as exc:
+                bad.add(stored.offset, exc)
+                publication = None
             if publication is not None:
                 self._deliver(publication, (epoch, stored.offset))
-                self._next[topic] = (epoch, stored.offset + 1)
+            self._next[topic] = (epoch, stored.offset + 1)
+        bad.log()
 
     async def _catch_up(self, realm: str, topic: str) -> int | None:
         """Deliver whatever the store has for ``topic`` beyond what this process delivered; return the stream's offset."""
@@ -558,13 +591,41 @@ class Persistence:
                 continue
             restored.recovered[topic] = True
             epoch = history.position.epoch
+            bad = _BadRecords(topic)
             for stored in history.events:
                 if upto is not None and stored.offset > upto:
                     break
-                restored.missed.append(_decode(topic, epoch, stored.offset, stored.data))
+                try:
+                    restored.missed.append(_decode(topic, epoch, stored.offset, stored.data))
+                except Exception as exc:
+                    bad.add(stored.offset, exc)
+            bad.log()
         # Still RESUMING? The connection may have gone while we read.
         session.complete_resume(restored)
         self._session_changed(session)
+
+
+class _BadRecords:
+    """Stored records of one topic that could not be read, logged once per read."""
+
+    __slots__ = ("count", "first", "topic")
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.count = 0
+        self.first: tuple[int, str] | None = None
+
+    def add(self, offset: int, exc: Exception) -> None:
+        self.count += 1
+        if self.first is None:
+            self.first = (offset, type(exc).__name__)
+
+    def log(self) -> None:
+        if self.first is not None:
+            logger.warning(
+                "skipped %d stored event(s) of %r that cannot be read (first at offset %d: %s)",
+                self.count, self.topic, *self.first,
+            )
 
 
 def _encode(publication: Publication) -> bytes:
@@ -590,7 +651,7 @@ def _publication(router: Router, realm_name: str, topic: str, data: bytes) -> Pu
     realm = router.realms.get(realm_name)
     if realm is None:
         return None
-    record = json.loads(data)
+    record = _load(data)
     args = record.get("a")
     try:
         visibility = Visibility.of_event(args[0]) if args else None
@@ -643,7 +704,7 @@ def _listed(
 
 def _decode(topic: str, epoch: str, offset: int, data: bytes) -> Missed:
     """A stored event as a resume replays it; the publisher's own session stays excluded if it asked to be."""
-    record = json.loads(data)
+    record = _load(data)
     details = {**record.get("d", {}), "epoch": epoch, "offset": offset}
     args = record.get("a")
     if record.get("e") and args and isinstance(args[0], dict) and isinstance(args[0].get("meta"), dict):
@@ -652,3 +713,22 @@ def _decode(topic: str, epoch: str, offset: int, data: bytes) -> Missed:
     publisher = record.get("s")
     exclude, eligible, authlists = _listed(record, publisher if type(publisher) is int else None)
     return Missed(topic, record["p"], details, args, record.get("k"), exclude, eligible, authlists)
+
+
+def _load(data: bytes) -> dict[str, Any]:
+    """Parse a stored record and check it is one every peer can receive.
+
+    Raises:
+        ValueError: not a record, or a payload some serializer cannot carry
+            (NaN, …; see :func:`telegraphy.wamp.serializer.unportable`).
+    """
+    record = json.loads(data)
+    if not isinstance(record, dict) or type(record.get("p")) is not int:
+        raise ValueError("not an event record")
+    args, kwargs, details = record.get("a"), record.get("k"), record.get("d", {})
+    if (args is not None and type(args) is not list) or (kwargs is not None and type(kwargs) is not dict) or type(details) is not dict:
+        raise ValueError("not an event record")
+    problem = unportable(details, "details") or unportable(args, "args") or unportable(kwargs, "kwargs")
+    if problem is not None:
+        raise ValueError(problem)
+    return record

@@ -730,15 +730,20 @@ class SockJSWebSocket(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             messages = self.connection.receive_data(data)
-        except (ClosedByPeer, ClosedByProtocol):
+        except (ClosedByPeer, ClosedByProtocol) as exc:
+            # What came complete before the close still counts (RFC 6455 §5.5.1).
+            self._handle(exc.messages, after_close=True)
             self._write_control()
             self._end()
             return
         self._write_control()
+        self._handle(messages)
+
+    def _handle(self, messages: list[Any], after_close: bool = False) -> None:
         now = time.monotonic()
         for message in messages:
             session = self.session
-            if session is None or self.connection.closing:
+            if session is None or (self.connection.closing and not after_close):
                 return
             if isinstance(message.data, bytes):
                 self._close_socket(CLOSE_UNSUPPORTED_DATA, "binary messages are not supported")

@@ -18,7 +18,16 @@ Close codes (RFC 6455 §7.4.1): 1000 after GOODBYE, 1001 on gateway shutdown,
 1002 after a protocol violation (WAMP ABORT ``wamp.error.protocol_violation``
 first) or when no WAMP subprotocol was agreed, 1007 for invalid UTF-8, 1008
 after an authentication failure, for a slow consumer or a missed ping, 1009
-for a message over the size limit.
+for a message over the size limit, 1011 after an internal error.
+
+Slow consumers: a connection is closed (1008) when its unsent bytes exceed
+``--outgoing-buffer`` beyond the largest single frame written since its
+buffer last drained; so one message bigger than the buffer (an event near
+``--max-body-size``, say) reaches a client that reads, while a client that
+stops reading is cut after at most one buffer's worth.
+
+Messages received in the same read as the peer's close frame (or before a
+framing violation) are handled before the connection closes.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from urllib.parse import urlsplit
 from telegraphy.tornado_gateway.http import JsonHandler
 from telegraphy.wamp import JSON, MSGPACK, WireCodec
 from telegraphy.websocket import (
+    CLOSE_POLICY,
     CLOSE_PROTOCOL_ERROR,
     OP_BINARY,
     OP_TEXT,
@@ -162,7 +172,20 @@ class WampWebSocketProtocol(asyncio.Protocol):
     which is this object: :meth:`write_frames` and :meth:`close_connection`.
     """
 
-    __slots__ = ("_close_timer", "_response", "_transport", "codec", "connection", "gateway", "last_seen", "peer", "refuse", "session")
+    __slots__ = (
+        "_close_timer",
+        "_largest",
+        "_paused",
+        "_response",
+        "_transport",
+        "codec",
+        "connection",
+        "gateway",
+        "last_seen",
+        "peer",
+        "refuse",
+        "session",
+    )
 
     def __init__(self, gateway: Gateway, codec: WireCodec, peer: str, response: bytes, refuse: str | None) -> None:
         self.gateway = gateway
@@ -175,14 +198,18 @@ class WampWebSocketProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self.last_seen = time.monotonic()
+        #: Whether asyncio said the write buffer is over --outgoing-buffer.
+        self._paused = False
+        #: The largest frame written since the write buffer last drained.
+        self._largest = 0
 
     # asyncio.Protocol ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
-        # asyncio calls pause_writing() past this many unsent bytes: the
-        # consumer is too slow, and it is disconnected rather than buffered.
+        # asyncio calls pause_writing() past this many unsent bytes: from
+        # then on the backlog is checked on every write (_check_backlog).
         transport.set_write_buffer_limits(high=self.gateway.config.outgoing_buffer)
         transport.write(self._response)
         self._response = b""
@@ -199,6 +226,15 @@ class WampWebSocketProtocol(asyncio.Protocol):
         except (ClosedByPeer, ClosedByProtocol) as exc:
             if isinstance(exc, ClosedByProtocol):
                 logger.info("websocket protocol error from %s: %s", self.peer, exc)
+            # What came complete before the close still counts (RFC 6455 §5.5.1).
+            session = self.session
+            if exc.messages and session is not None:
+                now = time.time()
+                for message in exc.messages:
+                    session.receive(message.data, now)
+                    if session.close_request is not None:
+                        break
+                self._write_now(session.data_to_send())
             self._write_control()
             self._finish()
             return
@@ -215,9 +251,26 @@ class WampWebSocketProtocol(asyncio.Protocol):
                 return
 
     def pause_writing(self) -> None:
-        logger.warning("disconnecting slow consumer %s: over %d unsent bytes", self.peer, self.gateway.config.outgoing_buffer)
+        self._paused = True
+        self._check_backlog()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._largest = 0
+
+    def _check_backlog(self) -> None:
+        """Close a slow consumer: over --outgoing-buffer unsent, not counting its largest frame."""
+        transport = self._transport
+        if transport is None or self.connection.closing:
+            return
+        limit = self.gateway.config.outgoing_buffer
+        if transport.get_write_buffer_size() - self._largest <= limit:
+            return  # one big message on its way to a client that reads
+        logger.warning("closing slow consumer %s: over %d unsent bytes", self.peer, limit)
         self.gateway.metrics.slow_consumers += 1
-        self._finish(abort=True)
+        # Close code 1008 after what is queued; a peer that reads nothing
+        # never gets it, and is dropped after CLOSE_TIMEOUT.
+        self.close_connection(CLOSE_POLICY, "slow consumer: outgoing buffer full")
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._close_timer is not None:
@@ -233,9 +286,19 @@ class WampWebSocketProtocol(asyncio.Protocol):
 
     def write_frames(self, frames: list[bytes]) -> None:
         """Write prepared frames in one go (the fan-out path)."""
+        if frames and self._transport is not None and not self.connection.closing:
+            self._write_now(frames)
+
+    def _write_now(self, frames: list[bytes]) -> None:
         transport = self._transport
-        if frames and transport is not None and not self.connection.closing:
-            transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+        if not frames or transport is None:
+            return
+        largest = len(frames[0]) if len(frames) == 1 else max(map(len, frames))
+        if largest > self._largest:
+            self._largest = largest
+        transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+        if self._paused:
+            self._check_backlog()
 
     def ping(self) -> None:
         """Send a ping frame (the gateway's ping loop calls this)."""

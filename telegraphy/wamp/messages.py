@@ -8,16 +8,25 @@ Validation errors name the field and the message, as in "invalid type int for
 'topic' in PUBLISH" (WAMP §6 "Messages" gives every message's structure).
 Optional ``args``/``kwargs`` follow the spec's rule: ``Arguments`` is sent
 whenever ``ArgumentsKw`` is, and both are left out when empty.
+
+Errors quote what the peer sent only in short (:func:`_show`: at most a few
+dozen characters, a few levels deep), so a huge or deeply nested value is
+never echoed back nor costs a deep ``repr``. Options and details dicts must be
+data every serializer carries (:func:`~telegraphy.wamp.serializer.unportable`:
+no lone surrogate, no NaN, no bytes, …); payloads (``args``/``kwargs``) are
+checked where they are published.
 """
 
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from .errors import ProtocolViolation
+from .serializer import unportable
 
 __all__ = [
     "MAX_ID",
@@ -65,6 +74,18 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 2
+_REPR.maxstring = 60
+_REPR.maxother = 40
+_REPR.maxlist = _REPR.maxdict = _REPR.maxtuple = 4
+
+
+def _show(value: Any) -> str:
+    """A short, bounded ``repr`` of what a peer sent, for error messages."""
+    return _REPR.repr(value)
+
+
 class Message:
     """Base of all message classes."""
 
@@ -97,9 +118,14 @@ class Message:
         return value
 
     @classmethod
-    def _dict(cls, value: Any, name: str) -> dict[str, Any]:
+    def _dict(cls, value: Any, name: str, payload: bool = False) -> dict[str, Any]:
         if type(value) is not dict:
             raise ProtocolViolation(f"invalid type {_type_name(value)} for '{name}' in {cls.NAME}")
+        if not payload and value:
+            # Options and details are echoed, stored and logged: keep them portable.
+            problem = unportable(value, name)
+            if problem is not None:
+                raise ProtocolViolation(f"invalid value for '{name}' in {cls.NAME}: {problem}")
         return value
 
     @classmethod
@@ -113,8 +139,8 @@ class Message:
     def _uri(cls, value: Any, name: str, match: str = "exact") -> str:
         uri = cls._str(value, name)
         pattern = {"exact": _LOOSE_URI, "prefix": _PREFIX_URI, "wildcard": _WILDCARD_URI}.get(match, _LOOSE_URI)
-        if (not uri and match != "prefix") or not pattern.match(uri):
-            raise ProtocolViolation(f"invalid uri {uri!r} for '{name}' in {cls.NAME}")
+        if (not uri and match != "prefix") or not pattern.match(uri) or unportable(uri, name) is not None:
+            raise ProtocolViolation(f"invalid uri {_show(uri)} for '{name}' in {cls.NAME}")
         return uri
 
     @classmethod
@@ -126,7 +152,7 @@ class Message:
                 raise ProtocolViolation(f"invalid type {_type_name(raw[start])} for 'args' in {cls.NAME}")
             args = raw[start]
         if len(raw) > start + 1:
-            kwargs = cls._dict(raw[start + 1], "kwargs")
+            kwargs = cls._dict(raw[start + 1], "kwargs", payload=True)
         return args, kwargs
 
 
@@ -341,7 +367,7 @@ class Subscribe(Message):
         options = cls._dict(raw[2], "options")
         match = options.get("match", "exact")
         if match not in ("exact", "prefix", "wildcard"):
-            raise ProtocolViolation(f"invalid value {match!r} for 'options.match' in SUBSCRIBE")
+            raise ProtocolViolation(f"invalid value {_show(match)} for 'options.match' in SUBSCRIBE")
         return cls(cls._id(raw[1], "request"), options, cls._uri(raw[3], "topic", match))
 
     def marshal(self) -> list[Any]:
@@ -616,7 +642,7 @@ def parse(raw: Any) -> Message:
         raise ProtocolViolation("invalid message: empty list")
     code = raw[0]
     if type(code) is not int:
-        raise ProtocolViolation(f"invalid message type {code!r}: expected an integer")
+        raise ProtocolViolation(f"invalid message type {_show(code)}: expected an integer")
     cls = MESSAGE_TYPES.get(code)
     if cls is None:
         raise ProtocolViolation(f"unknown message type {code}")

@@ -31,7 +31,7 @@ from .errors import ApplicationError, LocalProtocolError, uris
 from .limits import UNLIMITED, SessionLimits, SubscriptionBudget
 from .messages import MAX_ID
 from .revocation import Revocations
-from .serializer import WireCodec
+from .serializer import WireCodec, check_payload
 from .session import ServerSession
 
 __all__ = ["DEFAULT_REALM", "Publication", "Realm", "Router", "RouterStats"]
@@ -308,8 +308,12 @@ class Router:
         nodes.
 
         Raises:
-            ApplicationError: ``wamp.error.invalid_argument`` for malformed options.
+            ApplicationError: ``wamp.error.invalid_argument`` for malformed
+                options, or a payload some serializer cannot carry (see
+                :func:`~telegraphy.wamp.serializer.check_payload`): refused
+                here, before it is stored or anyone gets it.
         """
+        check_payload(args, kwargs)
         options = options or {}
         exclude_me = options.get("exclude_me", True)
         if not isinstance(exclude_me, bool):

@@ -21,12 +21,22 @@ a thousand subscriptions with different filters cost one payload encoding.
 Limits: bytes are sent to JSON peers as WAMP's ``"\\0" + base64`` strings, but
 such strings received from JSON peers are passed on as strings, not
 converted to bytes.
+
+What a peer publishes must reach every peer whatever its serialization, now
+and when it is replayed from the store (stored as JSON), so
+:func:`check_payload` refuses at PUBLISH (``wamp.error.invalid_argument``)
+anything but JSON's data model carried identically by msgpack: no NaN or
+±Infinity, no lone UTF-16 surrogate, no bytes, no msgpack extension types
+(Timestamp included), map keys that are strings, integers of at most 64 bits,
+and lists and maps nested at most :data:`MAX_DEPTH` deep.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
+import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -34,7 +44,27 @@ import msgpack  # type: ignore[import-untyped]
 
 from .errors import ApplicationError, SerializationError, uris
 
-__all__ = ["JSON", "MSGPACK", "SERIALIZERS", "JsonSerializer", "MsgpackSerializer", "Serializer", "WireCodec"]
+__all__ = [
+    "JSON",
+    "MAX_DEPTH",
+    "MSGPACK",
+    "SERIALIZERS",
+    "JsonSerializer",
+    "MsgpackSerializer",
+    "Serializer",
+    "WireCodec",
+    "check_payload",
+    "check_value",
+    "safe_text",
+    "unportable",
+]
+
+#: Deepest nesting of lists and maps in a published payload (``args`` and
+#: ``kwargs`` themselves are level 1).
+MAX_DEPTH = 64
+#: Longest error text sent to a peer, in characters; what a peer sent is
+#: never echoed back at length.
+MAX_ERROR_TEXT = 200
 
 
 class Serializer(Protocol):
@@ -153,7 +183,141 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _unrepresentable(name: str, exc: Exception) -> ApplicationError:
-    return ApplicationError(uris.INVALID_ARGUMENT, f"payload cannot be sent as {name}: {exc}")
+    # The encoder's own words (msgpack's internals, Python type names) stay here.
+    return ApplicationError(uris.INVALID_ARGUMENT, f"payload cannot be sent as {name}: {_reason(exc)}")
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, RecursionError) or "recursion" in str(exc):  # msgpack: "recursion limit exceeded"
+        return "nested too deeply"
+    if isinstance(exc, OverflowError):
+        return "an integer out of range"
+    return "a value it cannot represent"
+
+
+# Payload validation ------------------------------------------------------------
+
+# msgpack's integer range (int 64 and uint 64).
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _Unportable(Exception):
+    """A value some serializer cannot carry; ``path`` is filled in on the way out."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.path: list[str] = []
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "bytes"
+    if isinstance(value, msgpack.Timestamp):
+        return "a msgpack timestamp"
+    if isinstance(value, msgpack.ExtType):
+        return "a msgpack extension type"
+    return f"a value of type {type(value).__name__}"
+
+
+def _key_text(key: str) -> str:
+    return repr(key) if len(key) <= 24 else repr(key[:24]) + "…"
+
+
+def _walk(value: Any, depth: int) -> None:
+    kind = type(value)
+    if kind is str:
+        if not value.isascii() and _SURROGATE.search(value):
+            raise _Unportable("a string with a lone utf-16 surrogate")
+    elif kind is int:
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise _Unportable("an integer that does not fit in 64 bits")
+    elif kind is float:
+        if not math.isfinite(value):
+            raise _Unportable("NaN" if value != value else "Infinity")
+    elif value is None or kind is bool:
+        pass
+    elif kind is list:
+        if depth >= MAX_DEPTH:
+            raise _Unportable(f"lists and maps nested over {MAX_DEPTH} deep")
+        for index, item in enumerate(value):
+            try:
+                _walk(item, depth + 1)
+            except _Unportable as exc:
+                exc.path.append(f"[{index}]")
+                raise
+    elif kind is dict:
+        if depth >= MAX_DEPTH:
+            raise _Unportable(f"lists and maps nested over {MAX_DEPTH} deep")
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _Unportable(f"a map key that is {_kind(key) if not isinstance(key, (int, float)) else 'a number'}")
+            try:
+                if not key.isascii() and _SURROGATE.search(key):
+                    raise _Unportable("a map key with a lone utf-16 surrogate")
+                _walk(item, depth + 1)
+            except _Unportable as exc:
+                exc.path.append(f"[{_key_text(key)}]")
+                raise
+    else:
+        raise _Unportable(_kind(value))
+
+
+def unportable(value: Any, where: str, level: int = 1) -> str | None:
+    """Return what keeps some serializer from carrying ``value`` unchanged, or ``None`` if nothing does.
+
+    The answer names the problem and where it is (``"NaN at args[0]['price']"``),
+    never the data itself, so it is short and safe to send to a peer.
+    ``level`` is the nesting level of ``value`` itself (2 for an event that
+    travels as ``args[0]``).
+    """
+    try:
+        _walk(value, level)
+    except _Unportable as exc:
+        path = "".join(reversed(exc.path))
+        if len(path) > 80:
+            path = path[:80] + "…"
+        return f"{exc.problem} at {safe_text(where, 40)}{safe_text(path)}"
+    return None
+
+
+def check_value(value: Any, where: str) -> None:
+    """Raise unless every serializer carries ``value`` unchanged (see the module docstring).
+
+    Args:
+        value: decoded data (lists, dicts, strings, numbers, …).
+        where: how the error names ``value``, such as ``"args"``.
+
+    Raises:
+        ApplicationError: ``wamp.error.invalid_argument``, naming the problem
+            and where it is (see :func:`unportable`).
+    """
+    problem = unportable(value, where)
+    if problem is not None:
+        raise ApplicationError(uris.INVALID_ARGUMENT, f"payload cannot be delivered to every client: {problem}")
+
+
+def check_payload(args: list[Any] | None, kwargs: dict[str, Any] | None) -> None:
+    """Check a PUBLISH's ``Arguments`` and ``ArgumentsKw`` with :func:`check_value`."""
+    if args is not None:
+        check_value(args, "args")
+    if kwargs is not None:
+        check_value(kwargs, "kwargs")
+
+
+def safe_text(text: str, limit: int = MAX_ERROR_TEXT) -> str:
+    """Return ``text`` fit to send in an ABORT or ERROR: valid UTF-8 and at most ``limit`` characters.
+
+    Error texts may quote what a peer sent; a lone surrogate in it would make
+    the error itself impossible to encode, and a huge value would be echoed.
+    """
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    if not text.isascii() and _SURROGATE.search(text):
+        text = _SURROGATE.sub("\ufffd", text)
+    return text
 
 
 JSON = JsonSerializer()

@@ -27,6 +27,13 @@ session up asynchronously and calls :meth:`ServerSession.complete_resume`.
 
 ``CLOSED`` accepts a new HELLO on the same connection (WAMP §5.2: the
 transport may be reused); ``FAILED`` means the transport must close.
+
+No input makes :meth:`ServerSession.receive` raise: a bad message gets ABORT
+(or ERROR for a request that fails), and the texts of both are cut to a few
+hundred characters and made encodable (:func:`~telegraphy.wamp.serializer.safe_text`)
+however odd the input they quote. A bug of our own met while handling a
+message is logged and ends that session only (ABORT ``telegraphy.error.internal``,
+close code 1011).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from .auth import Identity, PendingChallenge
 from .broker import AuthLists, filter_target
 from .errors import ApplicationError, AuthenticationFailed, ProtocolViolation, WampError, uris
 from .limits import PublishThrottle, Verdict
+from .serializer import safe_text, unportable
 from .messages import (
     MAX_ID,
     Abort,
@@ -71,7 +79,16 @@ if TYPE_CHECKING:
     from .router import Realm, Router
     from .serializer import WireCodec
 
-__all__ = ["CLOSE_NORMAL", "CLOSE_POLICY", "CLOSE_PROTOCOL_ERROR", "Missed", "Resumption", "ServerSession", "SessionState"]
+__all__ = [
+    "CLOSE_INTERNAL_ERROR",
+    "CLOSE_NORMAL",
+    "CLOSE_POLICY",
+    "CLOSE_PROTOCOL_ERROR",
+    "Missed",
+    "Resumption",
+    "ServerSession",
+    "SessionState",
+]
 
 logger = logging.getLogger("telegraphy.wamp")
 
@@ -79,6 +96,12 @@ logger = logging.getLogger("telegraphy.wamp")
 CLOSE_NORMAL = 1000
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_POLICY = 1008
+CLOSE_INTERNAL_ERROR = 1011
+
+#: The ABORT reason when handling a message met a bug of ours (never the peer's fault).
+INTERNAL_ERROR = "telegraphy.error.internal"
+#: Longest resume token accepted in HELLO.Details (ours are 32 characters).
+MAX_RESUME_TOKEN = 128
 
 
 class SessionState(enum.Enum):
@@ -203,8 +226,17 @@ class ServerSession:
             self._dispatch(message, now)
         except ProtocolViolation as exc:
             self._router.stats.protocol_errors += 1
-            logger.info("protocol violation from %s (session %s): %s", self.peer, self.id, exc.message)
+            logger.info("protocol violation from %s (session %s): %s", self.peer, self.id, safe_text(exc.message))
             self._fail(exc.uri, exc.message, CLOSE_PROTOCOL_ERROR)
+        except RecursionError:
+            self._router.stats.protocol_errors += 1
+            logger.info("protocol violation from %s (session %s): nested too deeply", self.peer, self.id)
+            self._fail(uris.PROTOCOL_VIOLATION, "message nested too deeply", CLOSE_PROTOCOL_ERROR)
+        except Exception:
+            # A bug of ours: the peer gets a clean end, the log the details.
+            logger.exception("internal error handling a message from %s (session %s)", self.peer, self.id)
+            if self.close_request is None:
+                self._fail(INTERNAL_ERROR, "internal error: the session cannot go on", CLOSE_INTERNAL_ERROR)
 
     def _dispatch(self, message: Message, now: float) -> None:
         state = self.state
@@ -291,6 +323,10 @@ class ServerSession:
         offsets = hello.details.get("resume_offsets", {}) if hello is not None else {}
         if not isinstance(token, str) or not _valid_offsets(offsets):
             raise ProtocolViolation("invalid 'resume_token' or 'resume_offsets' in HELLO.Details")
+        if not _plausible_token(token):
+            # Not one of ours (they are short and ASCII): never looked up.
+            self._establish({"resumed": False, "resume_error": "unknown or expired resume token"})
+            return
         # The router answers asynchronously with complete_resume().
         self.state = SessionState.RESUMING
         self._router.on_resume(self, token, {topic: (epoch, offset) for topic, (epoch, offset) in offsets.items()})
@@ -329,6 +365,8 @@ class ServerSession:
         # Missed events go through the broker's delivery policy, as live ones do:
         # one EVENT per subscription of this session that matches, with the same
         # audiences, projections, filters and exclude/eligible lists.
+        skipped = 0
+        first: tuple[str, int, str] | None = None
         for missed in restored.missed:
             args, kwargs = missed.args, missed.kwargs
             try:
@@ -341,9 +379,18 @@ class ServerSession:
                     details=missed.details, visibility=visibility, target=filter_target(args, kwargs),
                     only=self, only_id=restored.session_id, authlists=missed.authlists,
                 )
-            except ApplicationError:
-                # This session's serializer cannot carry it: skip it, replay the rest.
-                logger.warning("could not replay event %d of %r to session %s", missed.publication, missed.topic, self.id)
+            except Exception as exc:
+                # A stored event this peer cannot receive (stored before its
+                # payload was checked, damaged, or one its serializer cannot
+                # carry) is skipped: the ones after it are still replayed.
+                skipped += 1
+                if first is None:
+                    first = (missed.topic, missed.publication, type(exc).__name__)
+        if first is not None:
+            logger.warning(
+                "skipped %d stored event(s) that could not be replayed to session %s (first: %r publication %s, %s)",
+                skipped, self.id, *first,
+            )
 
     def _establish(self, extra: dict[str, Any]) -> None:
         identity = self.identity
@@ -368,13 +415,13 @@ class ServerSession:
 
     def _abort(self, reason: str, message: str) -> None:
         """Refuse the session being opened: ABORT, then the transport closes."""
-        self.send(Abort({"message": message}, reason))
+        self.send(Abort({"message": safe_text(message)}, reason))
         code = CLOSE_PROTOCOL_ERROR if reason == uris.PROTOCOL_VIOLATION else CLOSE_POLICY
         self._leave(SessionState.FAILED)
         self.close_request = (code, reason)
 
     def _fail(self, reason: str, message: str, code: int) -> None:
-        self.send(Abort({"message": message}, reason))
+        self.send(Abort({"message": safe_text(message)}, reason))
         self._leave(SessionState.FAILED)
         self.close_request = (code, reason)
 
@@ -469,7 +516,7 @@ class ServerSession:
     # Established session -------------------------------------------------------
 
     def _request_error(self, request: Message, request_id: int, exc: WampError) -> None:
-        self.send(Error(request.TYPE, request_id, {}, exc.uri, [exc.message]))
+        self.send(Error(request.TYPE, request_id, {}, exc.uri, [safe_text(exc.message)]))
 
     def _authorize(self, action: str, uri: str, match: str = "exact") -> None:
         assert self.identity is not None
@@ -665,6 +712,10 @@ class Resumption:
     session_id: int | None = None
 
 
+def _plausible_token(token: str) -> bool:
+    """Whether ``token`` may be one of ours: a short ASCII string (it is looked up in the store as it is)."""
+    return token.isascii() and len(token) <= MAX_RESUME_TOKEN
+
 
 def _valid_offsets(offsets: Any) -> bool:
     """``resume_offsets`` is ``{topic: [epoch, offset]}`` (epoch a string, offset an integer >= 0)."""
@@ -676,4 +727,5 @@ def _valid_offsets(offsets: Any) -> bool:
         epoch, offset = position
         if not isinstance(epoch, str) or type(offset) is not int or offset < 0:
             return False
-    return True
+    # Topics and epochs are looked up in the store: portable strings only.
+    return unportable(offsets, "resume_offsets") is None

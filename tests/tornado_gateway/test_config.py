@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from gateway_helpers import run_gateway
 
 from telegraphy.tornado_gateway.config import MIB, Config, ConfigError, build_parser, parse_bool, parse_size
 
@@ -227,6 +228,30 @@ def test_check_refuses_without_secret() -> None:
         "no secret configured: set TELEGRAPHY_SECRET (or --secret / --secret-file), "
         "or pass --insecure-dev for local development"
     )
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--max-message-size", "8M"], "--max-message-size (8388608 bytes) is above --outgoing-buffer (4194304 bytes)"),
+        (["--max-body-size", "5M"], "--max-body-size (5242880 bytes) is above --outgoing-buffer (4194304 bytes)"),
+        (["--outgoing-buffer", "64K"], "--max-message-size (1048576 bytes) is above --outgoing-buffer (65536 bytes)"),
+    ],
+    ids=["message-size", "body-size", "small-buffer"],
+)
+def test_check_refuses_incoming_limits_above_the_outgoing_buffer(flags: list[str], named: str) -> None:
+    """check() refuses --max-message-size or --max-body-size above --outgoing-buffer, naming both settings: one such message could never be sent."""
+    with pytest.raises(ConfigError) as info:
+        parse(["--secret", SECRET, *flags]).check()
+    assert str(info.value).startswith(named), str(info.value)
+    parse(["--secret", SECRET, *flags, "--outgoing-buffer", "8M", "--max-message-size", "8M", "--max-body-size", "8M"]).check()
+
+
+def test_gateway_refuses_to_start_with_limits_above_the_outgoing_buffer() -> None:
+    """The gateway exits 2 at start when --max-body-size is above --outgoing-buffer, naming both."""
+    result = run_gateway("--port", "0", "--secret", SECRET, "--outgoing-buffer", "1M", "--max-body-size", "2M")
+    assert result.returncode == 2, result.stderr
+    assert "--max-body-size (2097152 bytes) is above --outgoing-buffer (1048576 bytes)" in result.stderr
 
 
 def test_check_accepts_secret_or_insecure_dev() -> None:

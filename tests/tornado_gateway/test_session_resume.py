@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -394,3 +395,60 @@ def test_eligible_and_exclude_hold_on_resume_replay(gateway_process: Callable[..
         assert got == {"7": ["not for 8", "for user 7", "for all"], "8": ["whisper", "for all"], "9": []}
 
     run(scenario())
+
+
+def test_replay_survives_stored_records_no_peer_can_receive(gateway_process: Callable[..., GatewayProcess], store_url: str) -> None:
+    """Stored records that cannot be replayed (a NaN from before payloads were checked, a damaged one) are skipped and logged once; the later events are replayed and live delivery goes on."""
+    from telegraphy.store import open_store
+
+    first = gateway_process(env={"TELEGRAPHY_STORE": store_url})
+
+    async def before() -> tuple[str, dict[str, Any], int]:
+        client = await Client.open(first)
+        token = (await client.hello())["resume_token"]
+        await client.subscribe()
+        publish(first, 1)
+        [event] = await client.events(1)
+        client.close()
+        return token, event[3], first.port
+
+    token, last, port = run(before())
+    assert first.stop() == 0
+
+    async def damage() -> None:
+        # What an older gateway stored (a msgpack NaN), and a record that is not even JSON.
+        store = open_store(store_url)
+        await store.open()
+        try:
+            await store.append_many(
+                [(TOPIC, b'{"p":5,"d":{},"a":[NaN],"k":null}'), (TOPIC, b"\x00not json"), (TOPIC, b'{"p":6,"d":{},"a":[{"x":Infinity}],"k":null}')],
+                time.time(),
+            )
+        finally:
+            await store.close()
+
+    run(damage())
+    second = gateway_process(env={"TELEGRAPHY_STORE": store_url}, port=port)
+
+    async def after() -> None:
+        live = await Client.open(second)
+        await live.hello()
+        await live.subscribe()
+        publish(second, 2, 3)
+        assert numbers(await live.events(2)) == [2, 3]
+        client = await Client.open(second)
+        welcome = await client.hello(resume_token=token, resume_offsets={TOPIC: [last["epoch"], last["offset"]]})
+        assert welcome["resumed"] is True and welcome["recovered"] == {TOPIC: True}
+        replayed = await client.events(2)
+        assert numbers(replayed) == [2, 3]
+        assert [e[3]["offset"] for e in replayed] == [last["offset"] + 4, last["offset"] + 5]
+        publish(second, 4)
+        assert numbers(await client.events(1)) == [4]
+        assert numbers(await live.events(1)) == [4]
+        client.close()
+        live.close()
+
+    run(after())
+    log = second.stderr()
+    assert "Traceback" not in log and "persistence worker failed" not in log, log
+    assert "skipped 3 stored event(s)" in log, log

@@ -699,3 +699,48 @@ def test_wamp_session_over_a_hixie76_websocket(gateway_process: Any) -> None:
             writer.close()
 
     run(scenario())
+
+
+# Input no serializer or store can carry, over SockJS -------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["xhr_streaming", "websocket"])
+def test_odd_wamp_input_over_sockjs_gets_errors_not_tracebacks(gateway_process: Any, transport: str) -> None:
+    """Over SockJS as over /ws: a HELLO quoting a lone surrogate and a 900-deep message get ABORT and close; a payload with one gets ERROR; no traceback."""
+    gateway = gateway_process("--channels", json.dumps([{"topic": "t.", "match": "prefix", "publish": "authenticated"}]))
+    assert gateway.secret is not None
+    secret = gateway.secret
+
+    async def scenario() -> None:
+        watcher = await SockJSWamp.connect(gateway, "xhr_streaming")
+        await watcher.join()
+        subscription = await watcher.subscribe("t.odd")
+
+        deep: Any = 1
+        for _ in range(900):
+            deep = [deep]
+        for bad, joined in (([1, REALM, {"authmethods": ["\ud800"]}], False), (deep, True)):
+            offender = await SockJSWamp.connect(gateway, transport)
+            if joined:
+                await offender.join()
+            await offender.send(bad)
+            abort = await offender.receive()
+            assert abort[0] == 3 and abort[2] == "wamp.error.protocol_violation", abort
+            assert len(abort[1]["message"]) <= 200
+            with pytest.raises(Closed) as closed:
+                await offender.receive()
+            assert closed.value.code == 1002
+            await offender.close()
+
+        publisher = await SockJSWamp.connect(gateway, transport)
+        await ticket_join(publisher.send, publisher.receive, secret, "u7")
+        await publisher.send([16, 1, {"acknowledge": True}, "t.odd", ["\ud800"]], [16, 2, {"acknowledge": True}, "t.odd", ["fine"]])
+        error = await publisher.receive()
+        assert error[:5] == [8, 16, 1, {}, "wamp.error.invalid_argument"], error
+        assert "lone utf-16 surrogate" in error[5][0]
+        assert (await publisher.receive())[:2] == [17, 2]
+        event = await watcher.receive()
+        assert event[:2] == [36, subscription] and event[4] == ["fine"] and "offset" in event[3], event
+
+    run(scenario())
+    assert "Traceback" not in gateway.stderr(), gateway.stderr()

@@ -197,6 +197,13 @@ BAD_MESSAGES: list[tuple[str, str, Callable[[RawClient], Any], str | bytes, bool
     ("msgpack-unknown-code", "wamp.2.msgpack", _after_hello, msgpack.packb([77, 1, 2]), True),
     ("msgpack-garbage-before-hello", "wamp.2.msgpack", _nothing, b"\x00\xff", True),
     ("text-frame-on-msgpack", "wamp.2.msgpack", _after_hello, '[32, 1, {}, "t"]', False),
+    # The ABORT text quoted a lone surrogate and could not be encoded: the connection dropped with a traceback.
+    ("hello-surrogate-authmethod", "wamp.2.json", _nothing, '[1,"telegraphy",{"authmethods":["\\ud800"]}]', False),
+    # repr() of the message type recursed 1,000 deep: RecursionError, dropped connection, traceback.
+    ("msgpack-nested-1000", "wamp.2.msgpack", _after_hello, b"\x91" * 1000 + b"\xc0", True),
+    # Stored with the session record, a lone surrogate made "could not save a session" (never resumable).
+    ("surrogate-topic", "wamp.2.json", _after_hello, '[32, 1, {}, "watch.\\ud800"]', False),
+    ("surrogate-filter-key", "wamp.2.json", _after_hello, '[32, 1, {"filter": {"\\ud800": 1}}, "watch.events"]', False),
 ]
 
 
@@ -216,6 +223,7 @@ def test_bad_message_aborts_only_the_offender(
         await watcher.assert_still_served()
 
     run(scenario())
+    assert "Traceback" not in gateway.stderr(), gateway.stderr()
 
 
 def test_many_offenders_in_a_row(gateway: GatewayProcess) -> None:
@@ -408,3 +416,115 @@ def test_sigterm_says_goodbye(gateway: GatewayProcess, serializer: type) -> None
         assert code == 1001
 
     run(scenario())
+
+
+# Payloads some serializer cannot carry ------------------------------------------------------------
+
+
+async def join_as(client: RawClient, gateway: GatewayProcess, user: str) -> int:
+    """Join with a connect token as WAMP ticket (a signed-in user may publish); return the session id."""
+    await client.send([1, REALM, {"roles": {"publisher": {}, "subscriber": {}}, "authmethods": ["ticket"]}])
+    challenge = await client.receive()
+    assert challenge[:2] == [4, "ticket"], challenge
+    await client.send([5, gateway.connect_token(user), {}])
+    welcome = await client.receive()
+    assert welcome[0] == 2, welcome
+    session_id: int = welcome[1]
+    return session_id
+
+
+#: A declared channel: signed-in users publish on topics under "t.".
+PUBLISH_UNDER_T = ("--channels", json.dumps([{"topic": "t.", "match": "prefix", "publish": "authenticated"}]))
+
+#: (id, publisher subprotocol, PUBLISH as sent, the problem the ERROR names or None when not acknowledged)
+UNPORTABLE: list[tuple[str, str, str | bytes, str | None]] = [
+    # The issue's frames, byte for byte: [16,1,{"acknowledge":true},"t.resume",[NaN]] …
+    ("msgpack-nan", "wamp.2.msgpack", bytes.fromhex("95100181ab61636b6e6f776c65646765c3a8742e726573756d6591cb7ff8000000000000"), "NaN at args[0]"),
+    # … and [16,1,{},"t.x",[b"\x00"]] (no acknowledge: no answer, and nothing else changes).
+    ("msgpack-bytes", "wamp.2.msgpack", bytes.fromhex("951001 80 a3742e78 91 c40100".replace(" ", "")), None),
+    ("msgpack-infinity", "wamp.2.msgpack", msgpack.packb([16, 1, {"acknowledge": True}, "t.x", [float("inf")]]), "Infinity at args[0]"),
+    ("msgpack-bytes-key", "wamp.2.msgpack", msgpack.packb([16, 1, {"acknowledge": True}, "t.x", [{b"k": 1}]]), "a map key that is bytes at args[0]"),
+    ("msgpack-timestamp", "wamp.2.msgpack", msgpack.packb([16, 1, {"acknowledge": True}, "t.x", [msgpack.Timestamp(0)]]), "a msgpack timestamp"),
+    ("json-surrogate", "wamp.2.json", '[16, 1, {"acknowledge": true}, "t.x", ["\\ud800"]]', "a string with a lone utf-16 surrogate"),
+]
+
+
+@pytest.mark.parametrize(("subprotocol", "data", "problem"), [c[1:] for c in UNPORTABLE], ids=[c[0] for c in UNPORTABLE])
+def test_unportable_payload_is_refused_and_other_events_are_stored(
+    gateway_process: Callable[..., GatewayProcess], subprotocol: str, data: str | bytes, problem: str | None
+) -> None:
+    """A payload some peer or the store cannot carry gets ERROR invalid_argument; the next events, HTTP and client ones, are delivered with offsets; no traceback."""
+    gateway = gateway_process(*PUBLISH_UNDER_T)
+
+    async def scenario() -> None:
+        subscribers = [await RawClient.open(gateway, ["wamp.2.json"]), await RawClient.open(gateway, ["wamp.2.msgpack"])]
+        topics = {}
+        for subscriber in subscribers:
+            await subscriber.join()
+            for request, topic in enumerate(("t.x", "t.resume"), 1):
+                await subscriber.send([32, request, {}, topic])
+                subscribed = await subscriber.receive()
+                assert subscribed[:2] == [33, request], subscribed
+                topics[(id(subscriber), topic)] = subscribed[2]
+        publisher = await RawClient.open(gateway, [subprotocol])
+        await join_as(publisher, gateway, "7")
+        # The bad PUBLISH and a good one in one read: before, they shared a storage batch.
+        await publisher.send_raw(data, binary=isinstance(data, bytes))
+        await publisher.send([16, 2, {"acknowledge": True}, "t.x", ["fine"]])
+        if problem is not None:
+            error = await publisher.receive()
+            assert error[:5] == [8, 16, 1, {}, "wamp.error.invalid_argument"], error
+            assert error[5][0].startswith("payload cannot be delivered to every client: ") and problem in error[5][0], error
+        published = await publisher.receive()
+        assert published[:2] == [17, 2], published
+        body = json.dumps({"name": "t.x", "data": {"over": "http"}}).encode()
+        headers = {"Authorization": f"Bearer {gateway.publish_token()}", "Content-Type": "application/json"}
+        response = await tornado.httpclient.AsyncHTTPClient().fetch(f"{gateway.url}/publish", method="POST", body=body, headers=headers, raise_error=False)
+        assert response.code == 202, response.body
+        for subscriber in subscribers:
+            first, second = await subscriber.receive(), await subscriber.receive()
+            assert first[:2] == [36, topics[(id(subscriber), "t.x")]] and first[4] == ["fine"], first
+            assert second[4][0]["data"] == {"over": "http"}, second
+            # Stored: each has its stream position, one after the other.
+            assert second[3]["offset"] == first[3]["offset"] + 1, (first, second)
+
+    run(scenario())
+    log = gateway.stderr()
+    assert "Traceback" not in log and "could not" not in log, log
+
+
+def test_http_event_nested_too_deep_is_refused(gateway: GatewayProcess) -> None:
+    """POST /publish with data nested deeper than every serializer carries gets 400 invalid_event, not a failed delivery."""
+
+    async def scenario() -> None:
+        data: object = 1
+        for _ in range(80):
+            data = [data]
+        body = json.dumps({"name": "t.deep", "data": {"x": data}}).encode()
+        headers = {"Authorization": f"Bearer {gateway.publish_token()}", "Content-Type": "application/json"}
+        response = await tornado.httpclient.AsyncHTTPClient().fetch(f"{gateway.url}/publish", method="POST", body=body, headers=headers, raise_error=False)
+        assert response.code == 400, response.body
+        answer = json.loads(response.body)
+        assert answer["error"] == "invalid_event" and "nested over 64 deep" in answer["detail"], answer
+        assert len(answer["detail"]) < 300
+
+    run(scenario())
+    assert "Traceback" not in gateway.stderr(), gateway.stderr()
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_http_event_with_a_non_finite_number_is_refused(gateway: GatewayProcess, constant: str) -> None:
+    """POST /publish refuses NaN and ±Infinity (which Python's json would accept) with a 400 JSON error; nothing is published."""
+
+    async def scenario() -> None:
+        watcher = await Watcher.start(gateway)
+        body = ('{"name": "%s", "data": {"v": %s}}' % (Watcher.TOPIC, constant)).encode()
+        headers = {"Authorization": f"Bearer {gateway.publish_token()}", "Content-Type": "application/json"}
+        response = await tornado.httpclient.AsyncHTTPClient().fetch(f"{gateway.url}/publish", method="POST", body=body, headers=headers, raise_error=False)
+        assert response.code == 400, response.body
+        answer = json.loads(response.body)
+        assert answer["error"] == "invalid_json" and constant.lstrip("-") in answer["detail"], answer
+        await watcher.assert_still_served()
+
+    run(scenario())
+    assert "Traceback" not in gateway.stderr(), gateway.stderr()

@@ -9,6 +9,7 @@ well-behaved one must still be served end to end.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.client
 import json
@@ -644,8 +645,8 @@ def test_ping_timeout(gateway_process: Callable[..., GatewayProcess], connect: C
 
 
 def test_slow_consumer_disconnected(gateway_process: Callable[..., GatewayProcess], connect: Callable[..., RawClient]) -> None:
-    """A subscriber that stops reading is dropped past --outgoing-buffer; a reading subscriber gets every event."""
-    gateway = gateway_process("--outgoing-buffer", "65536")
+    """A subscriber that stops reading gets close 1008 past --outgoing-buffer (after what was queued); a reading subscriber gets every event."""
+    gateway = gateway_process("--outgoing-buffer", "65536", "--max-message-size", "65536", "--max-body-size", "65536")
     topic = "firehose"
     slow = connect(gateway, rcvbuf=4096)
     assert slow.upgrade().status == 101
@@ -669,12 +670,106 @@ def test_slow_consumer_disconnected(gateway_process: Callable[..., GatewayProces
         raise AssertionError(f"the slow consumer was not dropped after {published} events")
     assert metrics(gateway)["telegraphy_slow_consumers_total"] == 1
     assert "slow consumer" in gateway.stderr()
-    # The slow client's connection was aborted: draining it ends (EOF or reset) rather than blocking.
-    deadline = time.monotonic() + STEP
-    while slow._fill(deadline):
-        slow.buffer.clear()
+    # Draining the slow client's connection ends with the documented close frame, after the events queued before it.
+    assert slow.expect_close() == (1008, "slow consumer: outgoing buffer full")
+    slow.finish_close(1008)
     wait_for(lambda: metrics(gateway)["telegraphy_connections"] == 1, STEP, message="the slow consumer is still counted")
     # The reader still gets what comes next.
     publish(gateway, topic, {"n": published + 1})
     assert_event(reader, subscription, {"n": published + 1})
     assert_still_serves(gateway, connect)
+
+
+# Messages in the same read as a close frame ----------------------------------------------------
+
+
+def ticket_join(client: RawClient, gateway: GatewayProcess, user: str) -> None:
+    """HELLO with the ticket method, AUTHENTICATE with a connect token, expect WELCOME."""
+    client.send([1, REALM, {"roles": {"publisher": {}, "subscriber": {}}, "authmethods": ["ticket"]}])
+    assert client.receive()[:2] == [4, "ticket"]
+    client.send([5, gateway.connect_token(user), {}])
+    assert client.receive()[0] == 2
+
+
+@pytest.mark.parametrize("path", ["/ws", "/sockjs/websocket"], ids=["ws", "sockjs-raw-websocket"])
+def test_publish_then_close_in_one_write_is_delivered(
+    gateway_process: Callable[..., GatewayProcess], connect: Callable[..., RawClient], path: str
+) -> None:
+    """A PUBLISH and a close frame sent in one TCP write: the event reaches subscribers, the publisher gets PUBLISHED then the close (RFC 6455 §5.5.1)."""
+    gateway = gateway_process("--channels", json.dumps([{"topic": "t.", "match": "prefix", "publish": "authenticated"}]))
+    subscriber = connect(gateway)
+    assert subscriber.upgrade().status == 101
+    subscriber.join()
+    subscription = subscriber.subscribe("t.pc")
+    publisher = connect(gateway)
+    assert publisher.upgrade(path=path).status == 101
+    ticket_join(publisher, gateway, "7")
+    message = json.dumps([16, 1, {"acknowledge": True}, "t.pc", ["x"]]).encode()
+    publisher.sock.sendall(client_frame(OP_TEXT, message) + client_frame(OP_CLOSE, close_payload(1000)))
+    event = subscriber.receive()
+    assert event[:2] == [36, subscription] and event[4] == ["x"], event
+    assert publisher.receive()[:2] == [17, 1]
+    assert publisher.expect_close() == (1000, "")
+    publisher.expect_tcp_closed()
+    assert_still_serves(gateway, connect)
+
+
+def test_one_message_over_the_outgoing_buffer_is_not_a_slow_consumer() -> None:
+    """A single frame bigger than --outgoing-buffer reaches a client that reads; a client that then stops reading gets close 1008 (in-process gateway, real loopback sockets)."""
+    from telegraphy.tornado_gateway.config import Config
+    from telegraphy.tornado_gateway.gateway import Gateway
+    from telegraphy.tornado_gateway.metrics import Metrics
+    from telegraphy.tornado_gateway.websocket import SUBPROTOCOLS, WampWebSocketProtocol
+    from telegraphy.websocket import frame
+
+    limit = 64 * 1024
+
+    async def read_until(client: socket.socket, received: bytearray, size: int) -> None:
+        loop = asyncio.get_running_loop()
+        while len(received) < size:
+            chunk = await asyncio.wait_for(loop.sock_recv(client, 1 << 16), STEP)
+            assert chunk, "the gateway closed the connection"
+            received += chunk
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        gateway = Gateway(Config(secret="s" * 40, outgoing_buffer=limit, max_message_size=limit, max_body_size=limit, ping_interval=0), Metrics())
+        listener = socket.create_server(("127.0.0.1", 0))
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.connect(listener.getsockname())
+        client.setblocking(False)
+        accepted, _ = listener.accept()
+        listener.close()
+        # Small kernel buffers, so that what the client does not read stays in the gateway's buffer.
+        accepted.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        codec = SUBPROTOCOLS["wamp.2.json"]
+        transport, protocol = await loop.connect_accepted_socket(lambda: WampWebSocketProtocol(gateway, codec, "test", b"", None), accepted)
+        try:
+            big = frame(OP_TEXT, b"x" * (3 * limit))
+            protocol.write_frames([big])
+            assert transport.get_write_buffer_size() > limit  # over the buffer, as one message
+            assert not protocol.connection.closing and not transport.is_closing()
+            assert gateway.metrics.slow_consumers == 0
+            received = bytearray()
+            await read_until(client, received, len(big))
+            assert bytes(received[: len(big)]) == big
+            # Now the client stops reading while small frames keep coming: that is a slow consumer.
+            small = frame(OP_TEXT, b"y" * 1000)
+            for _ in range(10 * limit // len(small)):
+                protocol.write_frames([small])
+                if protocol.connection.closing:
+                    break
+            assert protocol.connection.closing and gateway.metrics.slow_consumers == 1
+            expected_close = frame(OP_CLOSE, struct.pack("!H", 1008) + b"slow consumer: outgoing buffer full")
+            deadline = time.monotonic() + STEP
+            while not received.endswith(expected_close):
+                assert time.monotonic() < deadline, "no close frame 1008"
+                chunk = await asyncio.wait_for(loop.sock_recv(client, 1 << 16), STEP)
+                assert chunk, "the gateway closed the TCP connection without a close frame"
+                received += chunk
+        finally:
+            transport.abort()
+            client.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
