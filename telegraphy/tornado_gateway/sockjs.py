@@ -451,17 +451,27 @@ class ClientScriptHandler(SockJSHandler):
 class HttpReceiver:
     """A receiving request as the session sees it (see :class:`telegraphy.sockjs.Receiver`)."""
 
-    __slots__ = ("done", "handler", "response_limit", "wrap")
+    __slots__ = ("done", "handler", "prelude", "response_limit", "wrap")
 
-    def __init__(self, handler: ReceivingHandler, wrap: Callable[[bytes], bytes], response_limit: float) -> None:
+    def __init__(self, handler: ReceivingHandler, wrap: Callable[[bytes], bytes], response_limit: float, prelude: bytes = b"") -> None:
         self.handler = handler
         self.wrap = wrap
         self.response_limit = response_limit
+        #: The streaming prelude, until it is sent (its own chunk, before the first frame).
+        self.prelude = prelude
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def start(self) -> None:
+        """Send the prelude now, if it was not yet."""
+        prelude, self.prelude = self.prelude, b""
+        if prelude and not self.done.done():
+            self.handler.write(prelude)
+            self.handler.flush()
 
     def write_frame(self, frame: bytes) -> int:
         data = self.wrap(frame)
         if not self.done.done():
+            self.start()
             handler = self.handler
             handler.write(data)
             if self.response_limit:  # streaming: each frame goes out now
@@ -505,11 +515,11 @@ class ReceivingHandler(SockJSHandler):
                 session = service.registry.get(session_id, peer)  # opened meanwhile by another request?
         if session is None and owner is None and not self.admitted():
             return
-        self.receiver = receiver = HttpReceiver(self, wrap, service.response_limit if streaming else 0)
+        # The prelude goes out once the session took the receiver (a refusal is a 404 instead).
+        self.receiver = receiver = HttpReceiver(self, wrap, service.response_limit if streaming else 0, prelude)
         if streaming:
             # Bound the unsent bytes: a stalled reader becomes a slow consumer.
             self.http_connection().stream.max_write_buffer_size = service.outgoing_buffer
-            self.write(prelude)  # flushed once the session took the receiver
         now = time.monotonic()
         if owner is not None:
             assert nodes is not None
@@ -521,8 +531,7 @@ class ReceivingHandler(SockJSHandler):
                 raise SessionNotFound(session_id)
         else:
             self.session = session = service.registry.open(session_id, now, peer=peer)
-        if streaming and not receiver.done.done():
-            self.flush()
+        receiver.start()
         if session is not None:
             session.attach(receiver, now)
         await receiver.done
