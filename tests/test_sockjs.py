@@ -737,3 +737,27 @@ def test_jsonp_origin_falls_back_to_the_referer() -> None:
     assert jsonp_origin(None, "https://app.example/") == "https://app.example"
     assert jsonp_origin("null", None) is None and jsonp_origin(None, None) is None
     assert jsonp_origin("null", "not a url") == "null"
+
+
+def test_short_session_ids_may_only_be_anonymous() -> None:
+    """Under min_auth_id, a HELLO asking for ticket auth or a resume gets ABORT not_authorized and c[1008]; anonymous is welcome."""
+    host = Host()
+    reg = SessionRegistry(lambda s: WampSockJSConnection(s, host, lambda: 1_000_000.0, min_auth_id=16))
+    for short_id, details in (("abcdefgh", {"authmethods": ["ticket"], "authid": "u1"}), ("ijklmnop", {"resume_token": "x"})):
+        session = reg.open(short_id, 0.0)
+        receiver = streaming(limit=math.inf)
+        session.attach(receiver, 0.0)
+        session.receive([json.dumps([1, "telegraphy", {"roles": {"subscriber": {}}, **details}])], 0.0)
+        host.flush()
+        abort = wamp_messages(receiver)[-1]
+        assert abort[0] == 3 and abort[2] == "wamp.error.not_authorized", abort
+        assert "at least 16 random characters" in abort[1]["message"]
+        assert receiver.frames[-1] == b'c[1008,"wamp.error.not_authorized"]'
+    assert host.connections == set() and host.router.counts()["sessions"] == 0
+    join(host, reg, "qrstuvwx")  # anonymous: WELCOME
+    long_id = reg.open("a" * 16, 0.0)
+    receiver = streaming(limit=math.inf)
+    long_id.attach(receiver, 0.0)
+    long_id.receive([json.dumps([1, "telegraphy", {"roles": {"publisher": {}}, "authmethods": ["ticket"], "authid": "u1"}])], 0.0)
+    host.flush()
+    assert wamp_messages(receiver)[-1][0] == 4  # CHALLENGE

@@ -118,6 +118,8 @@ class Config:
             script (``sha384-…``); required with a ``sockjs_client_url``.
         sockjs_bind_peer: refuse requests for a SockJS session from any
             address but the one that opened it.
+        sockjs_auth_id_length: the shortest SockJS session id that may
+            carry an authenticated (or resumed) WAMP session.
         sockjs_hixie76: also accept legacy draft-76 ("Hixie-76") WebSockets
             on SockJS's per-session websocket transport.
         sockjs_test_endpoints: also mount the services of the official SockJS
@@ -161,6 +163,7 @@ class Config:
     sockjs_client_url: str = ""
     sockjs_client_integrity: str = ""
     sockjs_bind_peer: bool = True
+    sockjs_auth_id_length: int = 16
     sockjs_hixie76: bool = True
     sockjs_test_endpoints: bool = False
     log_level: str = "info"
@@ -238,6 +241,7 @@ class Config:
             sockjs_client_url=args.sockjs_client_url,
             sockjs_client_integrity=args.sockjs_client_integrity,
             sockjs_bind_peer=_flag(parser, args.sockjs_bind_peer, env, "TELEGRAPHY_SOCKJS_BIND_PEER", "--sockjs-bind-peer", True),
+            sockjs_auth_id_length=args.sockjs_auth_id_length,
             sockjs_hixie76=_flag(parser, args.sockjs_hixie76, env, "TELEGRAPHY_SOCKJS_HIXIE76", "--sockjs-hixie76", True),
             sockjs_test_endpoints=_flag(
                 parser, args.sockjs_test_endpoints, env, "TELEGRAPHY_SOCKJS_TEST_ENDPOINTS", "--sockjs-test-endpoints", False
@@ -812,6 +816,16 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         default=None,
         help="refuse requests for a SockJS session from any address but the one that opened it "
         "(env: TELEGRAPHY_SOCKJS_BIND_PEER; default: true)",
+    )
+    add(
+        "--sockjs-auth-id-length",
+        ["TELEGRAPHY_SOCKJS_AUTH_ID_LENGTH"],
+        16,
+        "16",
+        int,
+        "shortest SockJS session id that may carry an authenticated or resumed WAMP session (shorter: anonymous only; 0: any)",
+        _non_negative,
+        metavar="N",
     )
     parser.add_argument(
         "--sockjs-hixie76",

@@ -268,7 +268,7 @@ def sockjs_server(gateway: Any) -> SockJSServer | None:
     if config.sockjs:
 
         def wamp(session: SockJSSession) -> WampSockJSConnection:
-            return WampSockJSConnection(session, gateway, time.time)
+            return WampSockJSConnection(session, gateway, time.time, min_auth_id=config.sockjs_auth_id_length)
 
         services.append(
             SockJSService(

@@ -848,3 +848,22 @@ def test_jsonp_works_from_a_page_whose_referrer_policy_hides_its_origin(gateway_
         assert null_xhr.code == 403
 
     run(scenario())
+
+
+def test_a_short_session_id_cannot_authenticate(gateway: GatewayProcess) -> None:
+    """A SockJS session id of 8 characters (sockjs-client's default) may join anonymously, not with a ticket."""
+
+    async def scenario() -> None:
+        short = SockJSWamp(gateway.url + "/sockjs", "xhr", session_id=uuid.uuid4().hex[:8])
+        await short.open()
+        await short.send([1, REALM, {"roles": {"subscriber": {}}, "authmethods": ["ticket"], "authid": "8"}])
+        abort = await short.receive()
+        assert abort[0] == 3 and abort[2] == "wamp.error.not_authorized", abort
+        with pytest.raises(Closed) as closed:
+            await short.receive()
+        assert (closed.value.code, closed.value.reason) == (1008, "wamp.error.not_authorized")
+        anonymous = SockJSWamp(gateway.url + "/sockjs", "xhr", session_id=uuid.uuid4().hex[:8])
+        await anonymous.open()
+        await anonymous.join()
+
+    run(scenario())
