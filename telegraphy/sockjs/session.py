@@ -57,6 +57,7 @@ The :class:`SessionHandler` hears ``on_open``, ``on_messages`` and, once,
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -76,6 +77,8 @@ __all__ = [
     "SessionState",
     "SockJSSession",
 ]
+
+logger = logging.getLogger("telegraphy.sockjs")
 
 #: The close the protocol uses when a receiving request is cut by the network.
 CLOSE_INTERRUPTED = (1002, "Connection interrupted")
@@ -411,6 +414,7 @@ class SessionRegistry:
         if session is None or session.state is SessionState.CLOSED:
             return None
         if peer is not None and not session.admits(peer):
+            logger.info("refused a request for sockjs session %r from %s: opened from another address", session_id[:64], peer)
             raise SessionNotFound(session_id)
         return session
 
