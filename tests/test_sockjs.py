@@ -6,6 +6,8 @@ Receivers are in-memory lists of frames; sessions run on a fake clock
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import math
 import re
@@ -18,6 +20,7 @@ from telegraphy.sockjs import (
     InvalidCallback,
     LocalProtocolError,
     PayloadExpected,
+    SessionNotFound,
     SessionOptions,
     SessionRegistry,
     SessionState,
@@ -48,8 +51,10 @@ from telegraphy.sockjs.http import (
     iframe_page,
     info_document,
     jsessionid_cookie,
+    jsonp_origin,
     origin_allowed,
     preflight_headers,
+    sri,
     websocket_key,
 )
 from telegraphy.sockjs.wamp import WAMP_CODEC, WampSockJSConnection
@@ -549,10 +554,12 @@ def test_info_and_iframe() -> None:
         "origins": ["*:*"],
         "entropy": 7,
     }
-    page, etag = iframe_page("https://cdn.example/sockjs.js?a=1&b=2")
-    assert b'<script src="https://cdn.example/sockjs.js?a=1&amp;b=2"></script>' in page
-    assert iframe_page("https://cdn.example/sockjs.js?a=1&b=2")[1] == etag
-    assert iframe_page('/x"><script>')[0].count(b"<script") == 2
+    page, etag = iframe_page("https://cdn.example/sockjs.js?a=1&b=2", "sha384-abc")
+    assert b'<script src="https://cdn.example/sockjs.js?a=1&amp;b=2" integrity="sha384-abc" crossorigin="anonymous"></script>' in page
+    assert iframe_page("https://cdn.example/sockjs.js?a=1&b=2", "sha384-abc")[1] == etag
+    assert iframe_page('/x"><script>', '"><script>')[0].count(b"<script") == 2
+    assert b'<script src="sockjs.min.js?v=1"></script>' in iframe_page("sockjs.min.js?v=1")[0]
+    assert sri(b"alert(1)") == "sha384-" + base64.b64encode(hashlib.sha384(b"alert(1)").digest()).decode()
 
 
 def test_websocket_key_checks_the_handshake() -> None:
@@ -707,3 +714,50 @@ def test_slow_sockjs_consumer_is_closed_and_counted() -> None:
         host.flush()
     assert session.state is SessionState.CLOSING and session.close_reason == (1008, "Slow consumer: outgoing buffer full")
     assert host.metrics.slow_consumers == 1 and host.connections == set()
+
+
+def test_a_session_answers_only_the_address_that_opened_it() -> None:
+    """With a peer, get() and open() refuse a session opened from another address as not found, unless binding is off."""
+    registry = SessionRegistry(lambda session: EchoHandler(session))
+    session = registry.open("abc", 0.0, peer="10.0.0.1")
+    assert registry.get("abc", "10.0.0.1") is session and registry.open("abc", 1.0, peer="10.0.0.1") is session
+    with pytest.raises(SessionNotFound):
+        registry.get("abc", "10.0.0.2")
+    with pytest.raises(SessionNotFound):
+        registry.open("abc", 1.0, peer="10.0.0.2")
+    unbound = SessionRegistry(lambda session: EchoHandler(session), SessionOptions(bind_peer=False))
+    shared = unbound.open("abc", 0.0, peer="10.0.0.1")
+    assert unbound.get("abc", "10.0.0.2") is shared
+
+
+def test_jsonp_origin_falls_back_to_the_referer() -> None:
+    """A JSONP request is checked by its Origin, else its Referer's origin, else not at all."""
+    assert jsonp_origin("https://app.example", None) == "https://app.example"
+    assert jsonp_origin("null", "https://app.example:8000/page?x=1") == "https://app.example:8000"
+    assert jsonp_origin(None, "https://app.example/") == "https://app.example"
+    assert jsonp_origin("null", None) is None and jsonp_origin(None, None) is None
+    assert jsonp_origin("null", "not a url") == "null"
+
+
+def test_short_session_ids_may_only_be_anonymous() -> None:
+    """Under min_auth_id, a HELLO asking for ticket auth or a resume gets ABORT not_authorized and c[1008]; anonymous is welcome."""
+    host = Host()
+    reg = SessionRegistry(lambda s: WampSockJSConnection(s, host, lambda: 1_000_000.0, min_auth_id=16))
+    for short_id, details in (("abcdefgh", {"authmethods": ["ticket"], "authid": "u1"}), ("ijklmnop", {"resume_token": "x"})):
+        session = reg.open(short_id, 0.0)
+        receiver = streaming(limit=math.inf)
+        session.attach(receiver, 0.0)
+        session.receive([json.dumps([1, "telegraphy", {"roles": {"subscriber": {}}, **details}])], 0.0)
+        host.flush()
+        abort = wamp_messages(receiver)[-1]
+        assert abort[0] == 3 and abort[2] == "wamp.error.not_authorized", abort
+        assert "at least 16 random characters" in abort[1]["message"]
+        assert receiver.frames[-1] == b'c[1008,"wamp.error.not_authorized"]'
+    assert host.connections == set() and host.router.counts()["sessions"] == 0
+    join(host, reg, "qrstuvwx")  # anonymous: WELCOME
+    long_id = reg.open("a" * 16, 0.0)
+    receiver = streaming(limit=math.inf)
+    long_id.attach(receiver, 0.0)
+    long_id.receive([json.dumps([1, "telegraphy", {"roles": {"publisher": {}}, "authmethods": ["ticket"], "authid": "u1"}])], 0.0)
+    host.flush()
+    assert wamp_messages(receiver)[-1][0] == 4  # CHALLENGE

@@ -11,7 +11,13 @@
  *
  * The transport follows the interface described in transport.js;
  * `subTransport` names the SockJS transport in use once open
- * ('websocket', 'xhr-streaming', 'xhr-polling', …).
+ * ('websocket', 'xhr-polling', 'jsonp-polling', …).
+ *
+ * Session ids: SockJS lets the client choose the id it puts in every URL
+ * (`<server>/<session>/xhr`, …). This transport makes it 32 characters
+ * from `crypto.getRandomValues` (160 bits) instead of the library's 8, so
+ * that it cannot be guessed; the gateway also binds each session to the
+ * address that opened it, so an id read from a log or a URL is not enough.
  *
  * @module sockjs
  */
@@ -21,6 +27,30 @@ import { globalScope } from './transport.js';
 
 // SockJS readyState values (as WebSocket's).
 const SOCKJS_OPEN = 1;
+
+/** Characters of a session id (32 of them: 5 random bits each) and its length. */
+const SESSION_ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz012345';
+export const SESSION_ID_LENGTH = 32;
+
+/**
+ * A SockJS session id of SESSION_ID_LENGTH characters from the platform's
+ * cryptographic generator; null when there is none (the library's own then,
+ * at the same length).
+ * @param {Object=} scope the global object
+ * @returns {?string}
+ */
+export function randomSessionId(scope) {
+  const crypto = (scope || globalScope()).crypto;
+  if (!crypto || typeof crypto.getRandomValues !== 'function') {
+    return null;
+  }
+  const bytes = crypto.getRandomValues(new Uint8Array(SESSION_ID_LENGTH));
+  let id = '';
+  for (let i = 0; i < bytes.length; i += 1) {
+    id += SESSION_ID_ALPHABET.charAt(bytes[i] % SESSION_ID_ALPHABET.length); // 256 % 32 = 0: unbiased
+  }
+  return id;
+}
 
 // Where, on the global object, the script loads in progress are kept (one per URL).
 const SOCKJS_LOADS = typeof Symbol === 'function' ? Symbol.for('telegraphy.sockjsLoads') : '__telegraphySockJSLoads';
@@ -165,7 +195,8 @@ export class SockJSTransport {
     this._url = config.sockjsUrl
       ? resolveSockJSUrl(config.sockjsUrl, scope.location)
       : sockjsUrlFromWebSocketUrl(config.url);
-    this._options = {};
+    // Long random session ids (see the module comment); a function, as sockjs-client takes one.
+    this._options = { sessionId: randomSessionId(scope) === null ? SESSION_ID_LENGTH : () => randomSessionId(scope) };
     if (config.sockjsTransports) {
       this._options.transports = [].concat(config.sockjsTransports);
     }

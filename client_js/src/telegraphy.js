@@ -200,6 +200,9 @@ export class TelegraphyClient {
    *   tried first on reconnect
    * - `connectTimeout` ms a transport may take to open before the next one
    *   is tried, default 5000 (0: wait for it); the last one tried gets no limit
+   *   to open. Once open, any transport (the last one too) has as long again
+   *   for the router to answer HELLO; one that opens but carries nothing
+   *   (a fallback whose sends are lost) counts as failed
    * - `sockjsUrl` the gateway's SockJS URL; default derived from `url`
    *   (ws://host:9000/ws → http://host:9000/sockjs)
    * - `sockjsTransports` SockJS's `transports` option, e.g. ['xhr-polling'];
@@ -263,7 +266,11 @@ export class TelegraphyClient {
    *   `resumed` true when the gateway resumed the earlier session,
    *   `recovered` its `{topic: boolean}` (`{}` when not resumed)
    * - 'disconnect' `fn({code, reason, willReconnect, delay})`
-   * - 'error' `fn(error)`: a TelegraphyError (see errors.js)
+   * - 'error' `fn(error)`: a TelegraphyError (see errors.js). When every
+   *   transport failed to open a session, a ConnectionError "could not
+   *   connect with any transport …" whose `code` and `reason` are the last
+   *   one's; `state` is then 'disconnected' (a 'disconnect' says whether and
+   *   when the client tries again)
    * - 'statechange' `fn({state, previous})`
    * - 'recovery' `fn({topic, recovered: false, reason})` after a reconnect
    *   that could not deliver what `topic` missed (reload its data), or
@@ -511,12 +518,37 @@ export class TelegraphyClient {
       this._session.transportClosed(info);
       this._tryTransport(candidates, index + 1, transportConfig, ticket, serial, info);
     };
+    const noTransport = (info) => {
+      const tried = candidates.slice(0, index + 1).map((Candidate) => Candidate.transportName).join(', ');
+      this._reportError(new ConnectionError('could not connect with any transport (tried ' + tried + '): '
+        + (info.reason || 'code ' + info.code), { code: info.code, reason: info.reason }));
+    };
     const handlers = {
       onOpen: () => {
         if (current() && serial === this._connectSerial) {
           opened = true;
           this._clearConnectTimer();
           this._transportOpened(ticket);
+          const welcomeTimeout = this._config.connectTimeout;
+          if (welcomeTimeout > 0 && current() && this._state === ConnectionState.CONNECTING) {
+            // Open but silent (e.g. a fallback whose sends never arrive): give up on it.
+            this._connectTimer = this._timers().setTimeout(() => {
+              this._connectTimer = null;
+              if (!current() || this._state !== ConnectionState.CONNECTING || this._wampClose) {
+                return;
+              }
+              const info = { code: null, reason: TransportClass.transportName + ' opened but the router did not answer within '
+                + welcomeTimeout + ' ms', wasClean: false };
+              this._transport = null; // its close event, whenever it comes, is ignored
+              transport.close(1000, 'no answer');
+              if (!isLast && this._wantConnected && !this._fatal && serial === this._connectSerial) {
+                nextTransport(info);
+              } else {
+                noTransport(info);
+                this._connectionLost(info);
+              }
+            }, welcomeTimeout);
+          }
         }
       },
       onMessage: (data) => {
@@ -534,6 +566,9 @@ export class TelegraphyClient {
         if (failedEarly && !isLast && this._wantConnected && !this._fatal && serial === this._connectSerial) {
           nextTransport(info);
         } else {
+          if (failedEarly && this._wantConnected && !this._fatal) {
+            noTransport(info);
+          }
           this._connectionLost(info);
         }
       },
@@ -591,6 +626,7 @@ export class TelegraphyClient {
   }
 
   _sessionOpened(info) {
+    this._clearConnectTimer(); // the wait for WELCOME is over
     this._attempt = 0;
     const transport = this._transport;
     if (transport) {

@@ -5,8 +5,10 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import vm from 'node:vm';
 
-import { ProtocolError, UsageError } from '../src/errors.js';
-import { resolveSockJSUrl, sockjsUrlFromWebSocketUrl, SockJSTransport } from '../src/sockjs.js';
+import { ConnectionError, ProtocolError, UsageError } from '../src/errors.js';
+import {
+  randomSessionId, resolveSockJSUrl, SESSION_ID_LENGTH, sockjsUrlFromWebSocketUrl, SockJSTransport,
+} from '../src/sockjs.js';
 import { DEFAULT_CONFIG, TelegraphyClient } from '../src/telegraphy.js';
 import {
   flush, makeFakeDocument, makeFakeSockJS, makeFakeTimers, makeFakeWebSocket, until,
@@ -92,7 +94,7 @@ describe('sockjs: fallback', () => {
     const sock = FakeSockJS.last;
     assert.equal(sock.url, 'http://gateway.test:9000/sockjs');
     assert.equal(sock.reserved, null);
-    assert.deepEqual(sock.options, {});
+    assert.deepEqual(Object.keys(sock.options), ['sessionId']);
     assert.equal(timers.size, 0, 'the only transport gets no connect timeout');
     welcome(sock, 77, 'xhr-streaming');
     assert.equal(client.state, 'connected');
@@ -109,7 +111,49 @@ describe('sockjs: fallback', () => {
     });
     client.connect();
     assert.equal(FakeSockJS.last.url, 'https://rt.example/push/sockjs');
-    assert.deepEqual(FakeSockJS.last.options, { transports: ['xhr-polling'] });
+    const { sessionId, ...options } = FakeSockJS.last.options;
+    assert.deepEqual(options, { transports: ['xhr-polling'] });
+  });
+
+  test('SockJS session ids are 32 random characters', () => {
+    /** The id in every SockJS URL comes from crypto.getRandomValues, 32 characters (160 bits), never twice the same. */
+    const { client, FakeSockJS } = setup({ WebSocket: null });
+    client.connect();
+    const generate = FakeSockJS.last.options.sessionId;
+    assert.equal(typeof generate, 'function');
+    const ids = new Set(Array.from({ length: 100 }, () => generate()));
+    assert.equal(ids.size, 100);
+    for (const id of ids) {
+      assert.match(id, /^[a-z0-5]{32}$/);
+    }
+    assert.equal(SESSION_ID_LENGTH, 32);
+    assert.equal(randomSessionId({}), null, 'no crypto: the library generates it, at the same length');
+  });
+
+  test('a last transport that opens but never carries WELCOME is reported and retried', () => {
+    /** Open, HELLO sent, no answer within connectTimeout: an error naming the transports, a disconnect, a reconnect later. */
+    const { client, FakeWS, FakeSockJS, timers, log } = setup({ connectTimeout: 3000 });
+    client.connect();
+    FakeWS.last.drop(1006);
+    FakeSockJS.last.open('jsonp-polling');
+    assert.equal(FakeSockJS.last.sent.length, 1, 'HELLO sent');
+    assert.equal(client.state, 'connecting');
+    timers.runNext(); // the wait for WELCOME
+    assert.equal(client.state, 'disconnected');
+    assert.equal(log.errors.length, 1);
+    assert.ok(log.errors[0] instanceof ConnectionError);
+    assert.match(log.errors[0].message, /could not connect with any transport \(tried websocket, sockjs\): sockjs opened but the router did not answer within 3000 ms/);
+    assert.equal(log.disconnects[0].willReconnect, true);
+    assert.deepEqual(FakeSockJS.last.closeCalls, [[1000, 'no answer']]);
+  });
+
+  test('a transport that opens and is answered is not timed out', () => {
+    /** WELCOME ends the wait: no timer is left behind. */
+    const { client, FakeSockJS, timers } = setup({ WebSocket: null, connectTimeout: 3000 });
+    client.connect();
+    welcome(FakeSockJS.last, 5, 'xhr-polling');
+    assert.equal(client.state, 'connected');
+    assert.equal(timers.size, 0);
   });
 
   test('a WebSocket that does not open within connectTimeout is abandoned for SockJS', () => {
@@ -177,6 +221,9 @@ describe('sockjs: fallback', () => {
     FakeSockJS.last.drop(2000, 'All transports failed');
     assert.equal(client.state, 'disconnected');
     assert.deepEqual(log.disconnects, [{ code: 2000, reason: 'All transports failed', willReconnect: true, delay: 500 }]);
+    assert.equal(log.errors.length, 1, 'the client says no transport worked');
+    assert.match(log.errors[0].message, /could not connect with any transport \(tried websocket, sockjs\): All transports failed/);
+    assert.equal(log.errors[0].code, 2000);
     assert.deepEqual(timers.delays, [500]);
     timers.runNext();
     assert.equal(FakeWS.instances.length, 2);

@@ -18,6 +18,16 @@ Header rules (sockjs-protocol-0.3.3):
 - ``JSESSIONID``: when a service asks for it, session responses set the
   cookie (echoing the client's, or ``dummy``) so that load balancers that
   only know cookie stickiness keep a client on one node.
+- The iframe page loads sockjs-client: by default the copy bundled with the
+  package (:func:`bundled_client`), which the gateway serves beside the
+  page at ``<prefix>/sockjs.min.js`` (same origin as the page, so nothing
+  outside the gateway is trusted); a script from elsewhere only with a
+  Subresource Integrity check.
+- JSONP requests carry no usable ``Origin`` (a ``<script>`` sends none; the
+  form POST of ``jsonp_send`` sends ``null`` under a ``same-origin`` or
+  ``no-referrer`` referrer policy, the web app's usual one):
+  :func:`jsonp_origin` falls back to the ``Referer``'s origin when there is
+  one.
 """
 
 from __future__ import annotations
@@ -26,6 +36,8 @@ import base64
 import hashlib
 import json
 import re
+from functools import lru_cache
+from pathlib import Path
 from collections.abc import Iterable, Mapping
 from email.utils import formatdate
 from urllib.parse import urlsplit
@@ -35,24 +47,31 @@ from telegraphy import hixie76
 from .errors import BadHandshake
 
 __all__ = [
+    "BUNDLED_CLIENT_NAME",
     "CACHE_FOREVER",
-    "DEFAULT_CLIENT_URL",
     "NO_CACHE",
     "ONE_YEAR",
     "cache_headers",
     "cors_headers",
     "hixie76_handshake",
     "http_date",
+    "bundled_client",
     "iframe_page",
     "info_document",
     "jsessionid_cookie",
+    "jsonp_origin",
     "origin_allowed",
+    "sri",
+    "valid_integrity",
     "preflight_headers",
     "websocket_key",
 ]
 
-#: What the iframe page loads unless configured otherwise (sockjs-node's default).
-DEFAULT_CLIENT_URL = "https://cdn.jsdelivr.net/npm/sockjs-client@1.6.1/dist/sockjs.min.js"
+#: The file name the bundled sockjs-client is served under, beside the iframe page.
+BUNDLED_CLIENT_NAME = "sockjs.min.js"
+#: Where the package keeps it (client_js/vendor.mjs vendors it; the Django app serves it too).
+_BUNDLED_CLIENT = Path(__file__).resolve().parent.parent / "contrib" / "django_telegraphy" / "static" / "telegraphy" / "vendor" / "sockjs.min.js"
+_INTEGRITY = re.compile(r"(sha256|sha384|sha512)-[A-Za-z0-9+/]+={0,2}")
 
 ONE_YEAR = 365 * 24 * 60 * 60
 CACHE_FOREVER = f"public, max-age={ONE_YEAR}"
@@ -68,7 +87,7 @@ _IFRAME = """<!DOCTYPE html>
 <head>
   <meta http-equiv="X-UA-Compatible" content="IE=edge" />
   <meta http-equiv="Content-Type" content="text/html; charset=UTF-8" />
-  <script src="{url}"></script>
+  <script src="{url}"{integrity}></script>
   <script>
     document.domain = document.domain;
     SockJS.bootstrap_iframe();
@@ -139,11 +158,62 @@ def info_document(*, websocket: bool, cookie_needed: bool, entropy: int) -> byte
     return json.dumps(document, separators=(",", ":")).encode("ascii")
 
 
-def iframe_page(client_url: str) -> tuple[bytes, str]:
-    """Return the iframe page loading sockjs-client from ``client_url``, and its ETag."""
-    url = client_url.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
-    page = _IFRAME.format(url=url).encode("utf-8")
+def _attribute(value: str) -> str:
+    return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+
+
+def iframe_page(client_url: str, integrity: str = "") -> tuple[bytes, str]:
+    """Return the iframe page loading sockjs-client from ``client_url``, and its ETag.
+
+    ``integrity`` is the script's Subresource Integrity value (see
+    :func:`sri`), given for a script from another origin: a browser refuses
+    to run a script whose bytes do not match, so a changed CDN copy cannot
+    take over the gateway's origin. Without it the page is exactly the
+    protocol's (its test suite compares the text), for the bundled copy the
+    gateway serves itself.
+    """
+    extra = f' integrity="{_attribute(integrity)}" crossorigin="anonymous"' if integrity else ""
+    page = _IFRAME.format(url=_attribute(client_url), integrity=extra).encode("utf-8")
     return page, '"' + hashlib.sha256(page).hexdigest()[:32] + '"'
+
+
+@lru_cache(maxsize=1)
+def bundled_client() -> tuple[bytes, str]:
+    """Return the bundled sockjs-client script and its ``?v=`` cache buster (a digest prefix).
+
+    Raises:
+        OSError: the file is missing from the installation.
+    """
+    script = _BUNDLED_CLIENT.read_bytes()
+    return script, hashlib.sha256(script).hexdigest()[:16]
+
+
+def sri(script: bytes) -> str:
+    """Return the ``sha384-…`` Subresource Integrity value of ``script``."""
+    return "sha384-" + base64.b64encode(hashlib.sha384(script).digest()).decode("ascii")
+
+
+def valid_integrity(value: str) -> bool:
+    """Whether ``value`` is one Subresource Integrity value (``sha256-``, ``sha384-`` or ``sha512-`` and base64)."""
+    return bool(_INTEGRITY.fullmatch(value))
+
+
+def jsonp_origin(origin: str | None, referer: str | None) -> str | None:
+    """Return the origin to check a JSONP request (``jsonp``, ``jsonp_send``) against.
+
+    The ``Origin`` when it names one; otherwise the ``Referer``'s
+    ``scheme://host[:port]``; None when the request says neither (it then
+    cannot be checked: the session's address binding and random id are
+    what protect it).
+    """
+    if origin and origin != "null":
+        return origin
+    if referer:
+        parts = urlsplit(referer)
+        if parts.scheme and parts.netloc:
+            return f"{parts.scheme}://{parts.netloc}"
+        return "null"  # a Referer that is no URL proves nothing good
+    return None
 
 
 def websocket_key(headers: Mapping[str, str]) -> str:

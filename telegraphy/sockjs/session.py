@@ -37,6 +37,15 @@ URLs" and "Handling close")::
   (``c[3000,"Go away!"]``), until the disconnect delay after the close.
 - CLOSED: forgotten by the registry; the same id then starts a new session.
 
+Every request after the first must come from the address that opened the
+session (:attr:`SockJSSession.peer`, the client address after the gateway's
+proxy handling), unless :attr:`SessionOptions.bind_peer` is off: the
+session id travels in URLs and access logs, so it must not be the only
+thing a client needs to read or write someone else's session.
+:meth:`SessionRegistry.get` with a ``peer`` answers a request from
+elsewhere exactly as one for a session that does not exist
+(:class:`~telegraphy.sockjs.errors.SessionNotFound`).
+
 A session bound to a WebSocket (``bound=True``) lives exactly as long as
 its one connection: it is not findable by id (the protocol lets two
 WebSockets share an id) and ends as soon as the connection does.
@@ -48,11 +57,12 @@ The :class:`SessionHandler` hears ``on_open``, ``on_messages`` and, once,
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from .errors import LocalProtocolError
+from .errors import LocalProtocolError, SessionNotFound
 from .frames import ANOTHER_CONNECTION, HEARTBEAT, OPEN, close_frame, encode_literal, message_frame
 
 __all__ = [
@@ -67,6 +77,8 @@ __all__ = [
     "SessionState",
     "SockJSSession",
 ]
+
+logger = logging.getLogger("telegraphy.sockjs")
 
 #: The close the protocol uses when a receiving request is cut by the network.
 CLOSE_INTERRUPTED = (1002, "Connection interrupted")
@@ -133,11 +145,14 @@ class SessionOptions:
             attached (the spec's session timeout, 5 s).
         max_queue: bytes of queued literals a session holds while no
             receiver is attached before it is closed as a slow consumer.
+        bind_peer: refuse requests for a session from any address but the
+            one that opened it (``--sockjs-bind-peer``).
     """
 
     heartbeat: float = 25.0
     disconnect_delay: float = 5.0
     max_queue: int = 4 * 1024 * 1024
+    bind_peer: bool = True
 
 
 class SockJSSession:
@@ -183,6 +198,10 @@ class SockJSSession:
 
     def __repr__(self) -> str:
         return f"SockJSSession({self.id!r}, {self.state.value})"
+
+    def admits(self, peer: str) -> bool:
+        """Whether a request from ``peer`` may use this session (see :attr:`SessionOptions.bind_peer`)."""
+        return self.peer == peer or not self.options.bind_peer
 
     # Receivers -----------------------------------------------------------------
 
@@ -384,16 +403,29 @@ class SessionRegistry:
         yield from list(self._sessions.values())
         yield from list(self._bound)
 
-    def get(self, session_id: str) -> SockJSSession | None:
-        """Return the live session with this id, or None."""
+    def get(self, session_id: str, peer: str | None = None) -> SockJSSession | None:
+        """Return the live session with this id, or None.
+
+        Raises:
+            SessionNotFound: ``peer`` is given and the session may not be
+                used from there (:meth:`SockJSSession.admits`).
+        """
         session = self._sessions.get(session_id)
         if session is None or session.state is SessionState.CLOSED:
             return None
+        if peer is not None and not session.admits(peer):
+            logger.info("refused a request for sockjs session %r from %s: opened from another address", session_id[:64], peer)
+            raise SessionNotFound(session_id)
         return session
 
     def open(self, session_id: str, now: float, peer: str = "") -> SockJSSession:
-        """Return the session with this id, creating it (opened by ``peer``) when there is none."""
-        session = self.get(session_id)
+        """Return the session with this id, creating it (opened by ``peer``) when there is none.
+
+        Raises:
+            SessionNotFound: the session exists and was opened from another
+                address (see :meth:`get`).
+        """
+        session = self.get(session_id, peer)
         if session is None:
             session = SockJSSession(session_id, self.factory, self.options, now, peer=peer)
             self._sessions[session_id] = session

@@ -18,10 +18,19 @@ UTF-16 surrogate — what invalid UTF-8 is on a WebSocket —, 1008 after an
 authentication failure or for a slow consumer) and the WAMP reason URI, so a
 client handles both transports alike. SockJS's own codes come on top:
 1002 "Connection interrupted", 2010 "Another connection still open".
+
+Short session ids: SockJS lets the client choose the session id in the
+URL. A session whose id is shorter than ``min_auth_id`` characters
+(``--sockjs-auth-id-length``, 16 by default) may only be anonymous: a HELLO
+asking for any other authentication method, or to resume a session, gets
+ABORT ``wamp.error.not_authorized`` and ``c[1008,…]``. The Telegraphy
+client uses 32 random characters; sockjs-client's default of 8 (40 bits)
+is too few to carry someone's identity (set its ``sessionId`` option to 32).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -45,6 +54,8 @@ logger = logging.getLogger("telegraphy.sockjs")
 WAMP_CODEC = WireCodec(JSON, frame=literal_from_json)
 
 CLOSE_INVALID_DATA = 1007
+CLOSE_POLICY = 1008
+NOT_AUTHORIZED = "wamp.error.not_authorized"
 
 # A lone surrogate decodes from JSON ("\ud800") but is no UTF-8 text: over a
 # WebSocket such a message could not even arrive.
@@ -70,16 +81,21 @@ class WampSockJSConnection:
         host: the gateway (router, metrics, connection bookkeeping).
         clock: returns wall-clock seconds, for token expiry checks
             (``time.time``).
+        min_auth_id: the shortest SockJS session id that may carry an
+            authenticated or resumed WAMP session (0: any).
     """
 
-    __slots__ = ("_clock", "_host", "peer", "session", "sockjs")
+    __slots__ = ("_clock", "_hello_checked", "_host", "_min_auth_id", "peer", "session", "sockjs")
 
     #: SockJS sessions prove they are alive by polling; the gateway's ping
     #: loop leaves them to the SockJS session timeout.
     last_seen = math.inf
 
-    def __init__(self, sockjs: SockJSSession, host: ConnectionHost, clock: Callable[[], float]) -> None:
+    def __init__(self, sockjs: SockJSSession, host: ConnectionHost, clock: Callable[[], float], min_auth_id: int = 0) -> None:
         self.sockjs = sockjs
+        self._min_auth_id = min_auth_id
+        # A WebSocket-bound session is its connection's alone: its (made-up) id is no credential.
+        self._hello_checked = sockjs.bound or len(sockjs.id) >= min_auth_id
         #: The address of the client that opened the SockJS session.
         self.peer = sockjs.peer
         self.session: ServerSession | None = None
@@ -104,6 +120,11 @@ class WampSockJSConnection:
             if _SURROGATE.search(text):
                 self.close_connection(CLOSE_INVALID_DATA, "message is not valid unicode (lone surrogate)")
                 return
+            if not self._hello_checked:
+                self._hello_checked = True
+                if _asks_for_identity(text):
+                    self._refuse_short_id()
+                    return
             session.receive(text, wall)
             if session.close_request is not None:
                 self.write_frames(session.data_to_send())
@@ -115,6 +136,16 @@ class WampSockJSConnection:
         if session is not None:
             session.connection_lost()
             self._host.connection_closed(self)
+
+    def _refuse_short_id(self) -> None:
+        detail = (
+            f"a sockjs session id of {len(self.sockjs.id)} characters may only carry an anonymous session: "
+            f"use at least {self._min_auth_id} random characters to authenticate"
+        )
+        logger.info("refused authentication over sockjs session %r from %s: id too short", self.sockjs.id[:64], self.peer)
+        abort = json.dumps([3, {"message": detail}, NOT_AUTHORIZED], separators=(",", ":")).encode("utf-8")
+        self.write_frames([literal_from_json(abort)])
+        self.close_connection(CLOSE_POLICY, NOT_AUTHORIZED)
 
     # Transport of the WAMP session ----------------------------------------------
 
@@ -131,3 +162,22 @@ class WampSockJSConnection:
 
     def ping(self) -> None:
         """Nothing to do: SockJS heartbeats keep intermediaries awake."""
+
+
+def _asks_for_identity(text: str) -> bool:
+    """Whether a first message is a HELLO asking to authenticate (any method but anonymous) or to resume a session.
+
+    Anything else, well-formed or not, goes to the WAMP session as it is,
+    which answers it as over any transport.
+    """
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return False
+    if not (isinstance(message, list) and len(message) >= 3 and message[0] == 1 and isinstance(message[2], dict)):
+        return False
+    details = message[2]
+    methods = details.get("authmethods", ["anonymous"])
+    if "resume_token" in details or not isinstance(methods, list):
+        return True
+    return any(method != "anonymous" for method in methods)

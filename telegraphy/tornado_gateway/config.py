@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from telegraphy.sockjs.http import DEFAULT_CLIENT_URL as DEFAULT_SOCKJS_CLIENT_URL
+from telegraphy.sockjs.http import valid_integrity
 
 __all__ = [
     "Config",
@@ -143,7 +143,14 @@ class Config:
             is ended (the client opens a new one).
         sockjs_cookie: set the ``JSESSIONID`` cookie for load balancers that
             keep clients on one node by cookie.
-        sockjs_client_url: the sockjs-client script the SockJS iframe page loads.
+        sockjs_client_url: the sockjs-client script the SockJS iframe page
+            loads; empty (the default) for the copy the gateway serves itself.
+        sockjs_client_integrity: the Subresource Integrity value of that
+            script (``sha384-…``); required with a ``sockjs_client_url``.
+        sockjs_bind_peer: refuse requests for a SockJS session from any
+            address but the one that opened it.
+        sockjs_auth_id_length: the shortest SockJS session id that may
+            carry an authenticated (or resumed) WAMP session.
         sockjs_hixie76: also accept legacy draft-76 ("Hixie-76") WebSockets
             on SockJS's per-session websocket transport.
         sockjs_test_endpoints: also mount the services of the official SockJS
@@ -195,7 +202,10 @@ class Config:
     sockjs_disconnect_delay: float = 5.0
     sockjs_response_limit: int = 128 * KIB
     sockjs_cookie: bool = False
-    sockjs_client_url: str = DEFAULT_SOCKJS_CLIENT_URL
+    sockjs_client_url: str = ""
+    sockjs_client_integrity: str = ""
+    sockjs_bind_peer: bool = True
+    sockjs_auth_id_length: int = 16
     sockjs_hixie76: bool = True
     sockjs_test_endpoints: bool = False
     log_level: str = "info"
@@ -281,6 +291,9 @@ class Config:
             sockjs_response_limit=args.sockjs_response_limit,
             sockjs_cookie=_flag(parser, args.sockjs_cookie, env, "TELEGRAPHY_SOCKJS_COOKIE", "--sockjs-cookie", False),
             sockjs_client_url=args.sockjs_client_url,
+            sockjs_client_integrity=args.sockjs_client_integrity,
+            sockjs_bind_peer=_flag(parser, args.sockjs_bind_peer, env, "TELEGRAPHY_SOCKJS_BIND_PEER", "--sockjs-bind-peer", True),
+            sockjs_auth_id_length=args.sockjs_auth_id_length,
             sockjs_hixie76=_flag(parser, args.sockjs_hixie76, env, "TELEGRAPHY_SOCKJS_HIXIE76", "--sockjs-hixie76", True),
             sockjs_test_endpoints=_flag(
                 parser, args.sockjs_test_endpoints, env, "TELEGRAPHY_SOCKJS_TEST_ENDPOINTS", "--sockjs-test-endpoints", False
@@ -317,6 +330,11 @@ class Config:
         )
         if self.sockjs and self.sockjs_path in taken:
             raise ConfigError(f"--sockjs-path {self.sockjs_path or '/'!r} collides with another endpoint: choose another path")
+        if self.sockjs_client_url and not self.sockjs_client_integrity:
+            raise ConfigError(
+                "--sockjs-client-url needs --sockjs-client-integrity (the script's sha384-… Subresource Integrity value), "
+                "or leave --sockjs-client-url unset to serve the bundled sockjs-client"
+            )
         self._check_buffer_limits()
 
     def _check_buffer_limits(self) -> None:
@@ -452,6 +470,12 @@ def _non_negative(value: float) -> str | None:
 def _non_empty(text: str) -> str:
     if not text.strip():
         raise ValueError("an empty value is not allowed")
+    return text.strip()
+
+
+def _integrity(text: str) -> str:
+    if text.strip() and not valid_integrity(text.strip()):
+        raise ValueError("expected a Subresource Integrity value: sha256-, sha384- or sha512- and the base64 digest")
     return text.strip()
 
 
@@ -992,11 +1016,37 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     add(
         "--sockjs-client-url",
         ["TELEGRAPHY_SOCKJS_CLIENT_URL"],
-        DEFAULT_SOCKJS_CLIENT_URL,
-        DEFAULT_SOCKJS_CLIENT_URL,
-        _non_empty,
-        "the sockjs-client script the SockJS iframe page loads",
+        "",
+        "the bundled copy, served at <sockjs-path>/sockjs.min.js",
+        str.strip,
+        "the sockjs-client script the SockJS iframe page loads (a CDN, say); needs --sockjs-client-integrity",
         metavar="URL",
+    )
+    add(
+        "--sockjs-client-integrity",
+        ["TELEGRAPHY_SOCKJS_CLIENT_INTEGRITY"],
+        "",
+        "none",
+        _integrity,
+        "Subresource Integrity value (sha256-/sha384-/sha512-BASE64) of the --sockjs-client-url script",
+        metavar="HASH",
+    )
+    parser.add_argument(
+        "--sockjs-bind-peer",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="refuse requests for a SockJS session from any address but the one that opened it "
+        "(env: TELEGRAPHY_SOCKJS_BIND_PEER; default: true)",
+    )
+    add(
+        "--sockjs-auth-id-length",
+        ["TELEGRAPHY_SOCKJS_AUTH_ID_LENGTH"],
+        16,
+        "16",
+        int,
+        "shortest SockJS session id that may carry an authenticated or resumed WAMP session (shorter: anonymous only; 0: any)",
+        _non_negative,
+        metavar="N",
     )
     parser.add_argument(
         "--sockjs-hixie76",

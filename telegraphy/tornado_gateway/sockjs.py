@@ -69,13 +69,16 @@ from telegraphy.sockjs.frames import (
     wrap_xhr,
 )
 from telegraphy.sockjs.http import (
+    BUNDLED_CLIENT_NAME,
     NO_CACHE,
+    bundled_client,
     cache_headers,
     cors_headers,
     hixie76_handshake,
     iframe_page,
     info_document,
     jsessionid_cookie,
+    jsonp_origin,
     origin_allowed,
     preflight_headers,
     websocket_key,
@@ -129,7 +132,10 @@ class SockJSService:
         max_message_size: largest WebSocket message, bytes.
         outgoing_buffer: unsent bytes per connection before a slow consumer
             is dropped.
-        client_url: the sockjs-client script the iframe page loads.
+        client_url: the sockjs-client script the iframe page loads; empty
+            for the bundled copy, served at ``<prefix>/sockjs.min.js``.
+        client_integrity: the Subresource Integrity value of ``client_url``
+            (computed for the bundled copy).
         raw_websocket: the route target of ``<prefix>/websocket``, or
             ``None`` for raw WebSockets over this core (test services).
         metrics: counts slow consumers, when given.
@@ -151,7 +157,8 @@ class SockJSService:
         max_post: int = 1024 * 1024,
         max_message_size: int = 1024 * 1024,
         outgoing_buffer: int = 4 * 1024 * 1024,
-        client_url: str,
+        client_url: str = "",
+        client_integrity: str = "",
         raw_websocket: tuple[type, dict[str, Any]] | None = None,
         metrics: Any = None,
         admit: Callable[[str], bool] | None = None,
@@ -166,7 +173,14 @@ class SockJSService:
         self.max_post = max_post
         self.max_message_size = max_message_size
         self.outgoing_buffer = outgoing_buffer
-        self.iframe_page, self.iframe_etag = iframe_page(client_url)
+        #: The bundled sockjs-client, when the iframe page loads it from here.
+        self.client_script: bytes | None = None
+        if not client_url:
+            self.client_script, version = bundled_client()
+            # Same origin as the page: no integrity attribute (the protocol's page, exactly,
+            # whose test suite also wants the URL absolute: "/…" or "http…").
+            client_url, client_integrity = f"{self.prefix}/{BUNDLED_CLIENT_NAME}?v={version}", ""
+        self.iframe_page, self.iframe_etag = iframe_page(client_url, client_integrity)
         self.raw_websocket = raw_websocket
         self.metrics = metrics
         self.admit = admit
@@ -191,6 +205,7 @@ class SockJSService:
             (base + r"/?", GreetingHandler, kwargs),
             (base + r"/info", InfoHandler, kwargs),
             (base + r"/iframe[0-9a-z_.\-]*\.html", IframeHandler, kwargs),
+            (base + "/" + re.escape(BUNDLED_CLIENT_NAME), ClientScriptHandler, kwargs),
             (base + r"/websocket", raw[0], raw[1]),
             (session + "xhr", XhrHandler, kwargs),
             (session + "xhr_send", XhrSendHandler, kwargs),
@@ -235,7 +250,10 @@ def sockjs_server(gateway: Any) -> SockJSServer | None:
     """Return the SockJS services ``gateway.config`` asks for (not started), or None."""
     config = gateway.config
     options = SessionOptions(
-        heartbeat=config.sockjs_heartbeat, disconnect_delay=config.sockjs_disconnect_delay, max_queue=config.outgoing_buffer
+        heartbeat=config.sockjs_heartbeat,
+        disconnect_delay=config.sockjs_disconnect_delay,
+        max_queue=config.outgoing_buffer,
+        bind_peer=config.sockjs_bind_peer,
     )
     common: dict[str, Any] = {
         "options": options,
@@ -243,13 +261,14 @@ def sockjs_server(gateway: Any) -> SockJSServer | None:
         "max_message_size": config.max_message_size,
         "outgoing_buffer": config.outgoing_buffer,
         "client_url": config.sockjs_client_url,
+        "client_integrity": config.sockjs_client_integrity,
         "hixie76": config.sockjs_hixie76,
     }
     services = []
     if config.sockjs:
 
         def wamp(session: SockJSSession) -> WampSockJSConnection:
-            return WampSockJSConnection(session, gateway, time.time)
+            return WampSockJSConnection(session, gateway, time.time, min_auth_id=config.sockjs_auth_id_length)
 
         services.append(
             SockJSService(
@@ -304,11 +323,15 @@ class SockJSHandler(tornado.web.RequestHandler):
         self.clear_header("Server")
 
     def compute_etag(self) -> str | None:
-        return None  # only the iframe page is cacheable
+        return None  # only the iframe page and the bundled script are cacheable
 
     def prepare(self) -> None:
-        if not self.service.origin_allowed(self.request.headers.get("Origin"), self.request.host):
+        if not self.service.origin_allowed(self.origin(), self.request.host):
             raise tornado.web.HTTPError(403)
+
+    def origin(self) -> str | None:
+        """The origin the allow-list applies to: the request's ``Origin``."""
+        return self.request.headers.get("Origin")
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, RemoteProtocolError):
@@ -409,20 +432,46 @@ class IframeHandler(SockJSHandler):
         self.finish(self.service.iframe_page)
 
 
+class ClientScriptHandler(SockJSHandler):
+    """The bundled sockjs-client the iframe page loads (``?v=`` busts caches): cacheable for a year."""
+
+    def compute_etag(self) -> str | None:
+        return None if self.service.client_script is None else '"' + bundled_client()[1] + '"'
+
+    def get(self) -> None:
+        if self.service.client_script is None:
+            raise tornado.web.HTTPError(404)  # the iframe page loads it from --sockjs-client-url
+        self.cors()
+        for name, value in cache_headers(time.time()):
+            self.set_header(name, value)
+        self.set_header("Content-Type", JAVASCRIPT)
+        self.finish(self.service.client_script)
+
+
 class HttpReceiver:
     """A receiving request as the session sees it (see :class:`telegraphy.sockjs.Receiver`)."""
 
-    __slots__ = ("done", "handler", "response_limit", "wrap")
+    __slots__ = ("done", "handler", "prelude", "response_limit", "wrap")
 
-    def __init__(self, handler: ReceivingHandler, wrap: Callable[[bytes], bytes], response_limit: float) -> None:
+    def __init__(self, handler: ReceivingHandler, wrap: Callable[[bytes], bytes], response_limit: float, prelude: bytes = b"") -> None:
         self.handler = handler
         self.wrap = wrap
         self.response_limit = response_limit
+        #: The streaming prelude, until it is sent (its own chunk, before the first frame).
+        self.prelude = prelude
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def start(self) -> None:
+        """Send the prelude now, if it was not yet."""
+        prelude, self.prelude = self.prelude, b""
+        if prelude and not self.done.done():
+            self.handler.write(prelude)
+            self.handler.flush()
 
     def write_frame(self, frame: bytes) -> int:
         data = self.wrap(frame)
         if not self.done.done():
+            self.start()
             handler = self.handler
             handler.write(data)
             if self.response_limit:  # streaming: each frame goes out now
@@ -454,29 +503,36 @@ class ReceivingHandler(SockJSHandler):
     async def receive(self, session_id: str, wrap: Callable[[bytes], bytes], *, prelude: bytes = b"") -> None:
         service = self.service
         streaming = bool(prelude)
-        session = service.registry.get(session_id)
+        peer = str(self.request.remote_ip)
+        # A session opened from another address answers 404, as if there were none.
+        session = service.registry.get(session_id, peer)
         owner = None
         nodes = service.nodes
         if session is None and nodes is not None:
             owner = await self.locate(session_id, create=True)
             if owner == nodes.node:
                 owner = None
-                session = service.registry.get(session_id)  # opened meanwhile by another request?
+                session = service.registry.get(session_id, peer)  # opened meanwhile by another request?
         if session is None and owner is None and not self.admitted():
             return
-        peer = str(self.request.remote_ip)
-        self.receiver = receiver = HttpReceiver(self, wrap, service.response_limit if streaming else 0)
+        # The prelude goes out once the session took the receiver (a refusal is a 404 instead).
+        self.receiver = receiver = HttpReceiver(self, wrap, service.response_limit if streaming else 0, prelude)
         if streaming:
             # Bound the unsent bytes: a stalled reader becomes a slow consumer.
             self.http_connection().stream.max_write_buffer_size = service.outgoing_buffer
-            self.write(prelude)
-            self.flush()
         now = time.monotonic()
         if owner is not None:
             assert nodes is not None
-            self.forwarded = nodes.attach(owner, service, session_id, receiver, peer)
+            self.forwarded = forwarded = nodes.attach(owner, service, session_id, receiver, peer)
+            if not await nodes.accepted(forwarded):
+                # The owner refused: the session was opened from another address.
+                self.receiver = None
+                self.clear()
+                raise SessionNotFound(session_id)
         else:
             self.session = session = service.registry.open(session_id, now, peer=peer)
+        receiver.start()
+        if session is not None:
             session.attach(receiver, now)
         await receiver.done
         if streaming and self.request.version == "HTTP/1.0":
@@ -529,6 +585,8 @@ class XhrStreamingHandler(ReceivingHandler):
 
 class EventSourceHandler(ReceivingHandler):
     async def get(self, session_id: str) -> None:
+        # A cross-origin EventSource is a CORS request: without these the browser drops every frame.
+        self.cors()
         self.session_headers("text/event-stream")
         await self.receive(session_id, wrap_eventsource, prelude=EVENTSOURCE_PRELUDE)
 
@@ -541,6 +599,9 @@ class HtmlFileHandler(ReceivingHandler):
 
 
 class JsonpHandler(ReceivingHandler):
+    def origin(self) -> str | None:
+        return jsonp_origin(self.request.headers.get("Origin"), self.request.headers.get("Referer"))
+
     async def get(self, session_id: str) -> None:
         callback = self.callback()
         self.session_headers(JAVASCRIPT)
@@ -588,7 +649,9 @@ class SendHandler(SockJSHandler):
     async def deliver(self, session_id: str, decode: Callable[[bytes], list[str]]) -> None:
         """Hand the body's messages to the session, here or on the node holding it."""
         service = self.service
-        session = service.registry.get(session_id)
+        peer = str(self.request.remote_ip)
+        # A session opened from another address answers 404, as if there were none.
+        session = service.registry.get(session_id, peer)
         if session is not None:
             session.receive(self._messages(decode), time.monotonic())
             return
@@ -597,7 +660,7 @@ class SendHandler(SockJSHandler):
         if owner is None or nodes is None or owner == nodes.node:
             raise SessionNotFound(session_id)
         try:
-            found = await nodes.send(owner, service, session_id, self._messages(decode))
+            found = await nodes.send(owner, service, session_id, self._messages(decode), peer)
         except NodeUnreachable:
             raise tornado.web.HTTPError(503) from None
         if not found:
@@ -617,6 +680,10 @@ class XhrSendHandler(SendHandler):
 
 class JsonpSendHandler(SendHandler):
     METHODS = ("POST",)
+
+    def origin(self) -> str | None:
+        # A form POST: ``Origin: null`` under the page's referrer policy; the Referer, if any, says more.
+        return jsonp_origin(self.request.headers.get("Origin"), self.request.headers.get("Referer"))
 
     async def post(self, session_id: str) -> None:
         content_type = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()

@@ -23,6 +23,14 @@ lease on the key ``sockjs:<prefix>:<session id>`` on the bus
   reported to the owner (``detach``), which then closes the session with
   ``c[1002,"Connection interrupted"]`` exactly as for a local request.
 
+Peer binding (``--sockjs-bind-peer``) holds across nodes: the origin
+forwards the client address with every ``attach`` and ``send``, and the
+owner checks it against the address that opened the session, as for a
+local request. A refused ``attach`` is answered ``refused`` (a granted one
+``ack``); the origin waits for that answer before it writes anything, so a
+refused request gets ``404 Session not found.`` whatever node it reached;
+a refused send is answered as a send to a session the owner does not have.
+
 The session core (:mod:`telegraphy.sockjs.session`) does not know a
 receiver is remote: heartbeats, the streaming byte limit (counted in frame
 bytes, without the transport's few bytes of wrapping), the 2010 rule and
@@ -111,6 +119,8 @@ class _Forwarded:
     owner: str
     receiver: Receiver
     since: float
+    #: Resolved by the owner's ``ack`` (True) or ``refused`` (False).
+    accepted: asyncio.Future[bool]
 
 
 @dataclass
@@ -217,11 +227,26 @@ class SockJSNodes:
     def attach(self, owner: str, service: SockJSService, session_id: str, receiver: Receiver, peer: str) -> int:
         """Forward a receiving request to ``owner``; return its number, for :meth:`detach`."""
         request = next(self._requests)
-        self._forwarded[request] = _Forwarded(owner, receiver, time.monotonic())
+        accepted: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._forwarded[request] = _Forwarded(owner, receiver, time.monotonic(), accepted)
         header = {"t": "attach", "v": service.prefix, "s": session_id, "r": request, "l": receiver.response_limit, "p": peer}
         self.post(owner, header)
         self._count()
         return request
+
+    async def accepted(self, request: int) -> bool:
+        """Wait for the owner to take (True) or refuse (False) the forwarded receiving request ``request``.
+
+        An owner that does not answer within :data:`PEER_TIMEOUT` counts as
+        taking it: the keepalives then end the response as for any silent node.
+        """
+        forwarded = self._forwarded.get(request)
+        if forwarded is None:
+            return True  # already finished or interrupted: the receiver says so
+        try:
+            return await asyncio.wait_for(asyncio.shield(forwarded.accepted), PEER_TIMEOUT)
+        except asyncio.TimeoutError:
+            return True
 
     def detach(self, request: int) -> None:
         """The client of a forwarded receiving request went away."""
@@ -229,8 +254,8 @@ class SockJSNodes:
         if forwarded is not None:
             self.post(forwarded.owner, {"t": "detach", "r": request})
 
-    async def send(self, owner: str, service: SockJSService, session_id: str, messages: list[str]) -> bool:
-        """Hand messages to the session on ``owner``; return False when it has no such session.
+    async def send(self, owner: str, service: SockJSService, session_id: str, messages: list[str], peer: str) -> bool:
+        """Hand messages from ``peer`` to the session on ``owner``; return False when it has no such session for ``peer``.
 
         Raises:
             NodeUnreachable: no answer within :data:`PEER_TIMEOUT`.
@@ -239,7 +264,7 @@ class SockJSNodes:
         answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._sends[request] = answer
         payload = json.dumps(messages, separators=(",", ":")).encode("utf-8")
-        self.post(owner, {"t": "send", "v": service.prefix, "s": session_id, "r": request}, payload)
+        self.post(owner, {"t": "send", "v": service.prefix, "s": session_id, "r": request, "p": peer}, payload)
         self._count()
         try:
             return await asyncio.wait_for(answer, PEER_TIMEOUT)
@@ -296,10 +321,15 @@ class SockJSNodes:
         if service is None:
             self.post(sender, {"t": "finish", "r": request})
             return
+        peer = str(header.get("p", ""))
         session = service.registry.get(header["s"])
+        if session is not None and not session.admits(peer):
+            logger.info("refused a forwarded request for sockjs session %r from %s: opened from another address", header["s"][:64], peer)
+            self.post(sender, {"t": "refused", "r": request})
+            return
         if session is None:
             # The origin found this node named by the lease: the session is this node's to (re)create.
-            session = service.registry.open(header["s"], now, peer=str(header.get("p", "")))
+            session = service.registry.open(header["s"], now, peer=peer)
             self._owned.add(self.key(service, session.id))
         limit = header.get("l") or 0
         receiver = RemoteReceiver(self, sender, request, float(limit), session, now)
@@ -313,6 +343,9 @@ class SockJSNodes:
     def _on_send(self, sender: str, header: dict[str, Any], payload: bytes, now: float) -> None:
         service = self.services.get(header["v"])
         session = None if service is None else service.registry.get(header["s"])
+        if session is not None and not session.admits(str(header.get("p", ""))):
+            logger.info("refused a forwarded send to sockjs session %r: from another address", header["s"][:64])
+            session = None
         if session is not None:
             try:
                 messages = json.loads(payload)
@@ -333,11 +366,20 @@ class SockJSNodes:
         self.post(sender, {"t": "kept", "r": gone})
 
     def _on_ack(self, sender: str, header: dict[str, Any], payload: bytes, now: float) -> None:
-        return None  # the sender was heard: that is all an ack says
+        forwarded = self._forwarded.get(header["r"])
+        if forwarded is not None and not forwarded.accepted.done():
+            forwarded.accepted.set_result(True)
+
+    def _on_refused(self, sender: str, header: dict[str, Any], payload: bytes, now: float) -> None:
+        forwarded = self._forwarded.pop(header["r"], None)
+        if forwarded is not None and not forwarded.accepted.done():
+            forwarded.accepted.set_result(False)
 
     def _on_finish(self, sender: str, header: dict[str, Any], payload: bytes, now: float) -> None:
         forwarded = self._forwarded.pop(header["r"], None)
         if forwarded is not None:
+            if not forwarded.accepted.done():
+                forwarded.accepted.set_result(True)
             forwarded.receiver.finish()
 
     def _on_sent(self, sender: str, header: dict[str, Any], payload: bytes, now: float) -> None:
@@ -357,6 +399,7 @@ class SockJSNodes:
         "send": _on_send,
         "keep": _on_keep,
         "ack": _on_ack,
+        "refused": _on_refused,
         "finish": _on_finish,
         "sent": _on_sent,
         "kept": _on_kept,
@@ -372,6 +415,8 @@ class SockJSNodes:
         """End a forwarded response whose session is out of reach, as the protocol ends an interrupted one."""
         forwarded = self._forwarded.pop(request, None)
         if forwarded is not None:
+            if not forwarded.accepted.done():
+                forwarded.accepted.set_result(True)  # the response goes on, with the close frame
             forwarded.receiver.write_frame(_INTERRUPTED)
             forwarded.receiver.finish()
 

@@ -350,3 +350,144 @@ def test_preferred_transport_stays_sockjs_after_a_gateway_restart(demo, page):
     title = unique("After restart over SockJS ")
     pk = int(demo.orm(f"print(MyModel.objects.create(title={title!r}).pk)"))
     expect(page.locator(f"#item-{pk} .item-title")).to_have_text(title, timeout=EVENT_TIMEOUT_MS)
+
+
+# A page on one origin, the gateway on another (issue 11, finding 25) ----------------------------------------
+
+#: Every SockJS transport a browser may end up with, each forced in turn.
+CROSS_ORIGIN_TRANSPORTS = [
+    "websocket",
+    "xhr-streaming",
+    "xhr-polling",
+    "eventsource",
+    "iframe-eventsource",
+    "iframe-htmlfile",
+    "iframe-xhr-polling",
+    "jsonp-polling",
+]
+
+#: The page: no WebSocket (an init script removes it), and the referrer policy
+#: Django sends by default, under which a form POST says ``Origin: null``.
+_CROSS_ORIGIN_PAGE = b"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="referrer" content="same-origin">
+<title>Telegraphy on another origin</title><link rel="icon" href="data:,"></head>
+<body><script src="/telegraphy.js"></script></body></html>
+"""
+
+
+class _OtherOrigin:
+    """A static site on http://localhost:PORT serving the page, telegraphy.js and sockjs.min.js (the gateway is on 127.0.0.1)."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        from test_e2e_static_page import CLIENT_JS, SOCKJS_JS
+
+        files = {
+            "/": (_CROSS_ORIGIN_PAGE, "text/html; charset=utf-8"),
+            "/telegraphy.js": (CLIENT_JS.read_bytes(), "text/javascript"),
+            "/sockjs.min.js": (SOCKJS_JS.read_bytes(), "text/javascript"),
+        }
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                body, content_type = files.get(self.path, (b"not found", "text/plain"))
+                self.send_response(200 if self.path in files else 404)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's name
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://localhost:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, name="other-origin", daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def other_origin() -> Iterator[_OtherOrigin]:
+    """The page's site, on another origin than every gateway of the module."""
+    site = _OtherOrigin()
+    try:
+        yield site
+    finally:
+        site.close()
+
+
+@pytest.fixture(scope="module")
+def cross_origin_gateway(other_origin: _OtherOrigin) -> Iterator[Any]:
+    """One gateway on 127.0.0.1 that allows the page's origin and nothing else."""
+    from gateway_helpers import start_gateway
+
+    gateway = start_gateway("--allowed-origins", other_origin.url, "--no-allow-anonymous")
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+def _publish_over_http(gateway: Any, topic: str, data: dict[str, Any]) -> None:
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{gateway.url}/publish",
+        data=json.dumps({"name": topic, "data": data}).encode(),
+        headers={"Authorization": f"Bearer {gateway.publish_token()}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=STEP) as response:
+        assert response.status == 202
+
+
+@pytest.mark.parametrize("transport", CROSS_ORIGIN_TRANSPORTS)
+def test_every_sockjs_transport_works_cross_origin(page, other_origin, cross_origin_gateway, transport):
+    """With the page on another origin than the gateway, each SockJS transport forced alone connects, authenticates, subscribes and gets events."""
+    gateway = cross_origin_gateway
+    page.add_init_script("delete window.WebSocket;" if transport != "websocket" else "")
+    page.goto(other_origin.url + "/")
+    topic = unique("crossorigin.")
+    page.evaluate(
+        """([url, token, transport, topic]) => {
+          window.__e2e = {connects: [], errors: [], events: []};
+          Telegraphy.on('connect', (info) => window.__e2e.connects.push(info));
+          Telegraphy.on('error', (error) => window.__e2e.errors.push(String(error && error.message || error)));
+          Telegraphy.register(topic, (event) => window.__e2e.events.push(event.data));
+          Telegraphy.configure({url: url, token: token, transports: ['sockjs'], sockjsTransports: [transport],
+                                sockjsScriptUrl: '/sockjs.min.js'});
+        }""",
+        [gateway.ws_url, gateway.connect_token(user_id=42), transport, topic],
+    )
+    page.wait_for_function("window.__e2e.connects.length > 0 || window.__e2e.errors.length > 0", timeout=CONNECT_TIMEOUT_MS)
+    assert page.evaluate("window.__e2e.errors") == []
+    connect = page.evaluate("window.__e2e.connects[0]")
+    assert (connect["transport"], connect["sockjsTransport"]) == ("sockjs", transport)
+    assert connect["details"]["authid"] == "42"
+    wait_subscribed(page, topic)  # a SUBSCRIBE went out through the transport's sends
+    _publish_over_http(gateway, topic, {"n": 1})
+    page.wait_for_function("window.__e2e.events.length > 0", timeout=EVENT_TIMEOUT_MS)
+    assert page.evaluate("window.__e2e.events") == [{"n": 1}]
+
+
+def test_a_refused_transport_is_reported(page, other_origin, gateway_process):
+    """A gateway that does not allow the page's origin: the client reports that no transport could connect, and is disconnected."""
+    gateway = gateway_process("--allowed-origins", "http://elsewhere.example")
+    page.add_init_script("delete window.WebSocket;")
+    page.goto(other_origin.url + "/")
+    page.evaluate(
+        """([url]) => {
+          window.__e2e = {errors: []};
+          Telegraphy.on('error', (error) => window.__e2e.errors.push(String(error && error.message || error)));
+          Telegraphy.configure({url: url, transports: ['sockjs'], sockjsTransports: ['xhr-polling'], sockjsScriptUrl: '/sockjs.min.js'});
+        }""",
+        [gateway.ws_url],
+    )
+    page.wait_for_function("window.__e2e.errors.length > 0", timeout=CONNECT_TIMEOUT_MS)
+    assert "could not connect with any transport (tried sockjs)" in page.evaluate("window.__e2e.errors[0]")
+    assert page.evaluate("Telegraphy.state") in ("disconnected", "connecting")  # connecting again after its back-off

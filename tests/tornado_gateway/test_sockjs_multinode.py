@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from gateway_helpers import GatewayCrashed, GatewayProcess, wait_for_async
 from test_multinode import redis_reachable
-from test_sockjs_transport import REALM, Closed, SockJSWamp, fetch, http, publish, run, ticket_join
+from test_sockjs_transport import ELSEWHERE, REALM, Closed, SockJSWamp, fetch, from_address, http, publish, run, ticket_join
 
 pytestmark = pytest.mark.skipif(not redis_reachable(), reason="no Redis server on 127.0.0.1:6379 for the bus")
 
@@ -252,5 +252,29 @@ def test_three_nodes_and_a_websocket_peer_exchange_events(cluster: Callable[...,
             if message[0] == 36:
                 seen_by_websocket.add(message[4][0]["from"])
         assert seen_by_polling == seen_by_websocket == {"polling", "websocket"}
+
+    run(scenario())
+
+
+def test_a_session_id_alone_does_not_reach_a_session_on_another_node(cluster: Callable[..., GatewayProcess]) -> None:
+    """Requests from another address reaching the node that does not hold the session get 404 too; the owner carries on."""
+    a, b = cluster(), cluster()
+
+    async def scenario() -> None:
+        owner = SpreadSockJS([a, b], "xhr")
+        await owner.open()
+        await ticket_join(owner.send, owner.receive, a.secret, "8")
+        topic = f"private.{uuid.uuid4().hex[:8]}"
+        await owner.subscribe(topic)
+        on_b = f"{b.url}/sockjs/000/{owner.session_id}"
+        subscribe = json.dumps([json.dumps([32, 99, {}, topic])])
+        for path, method, body in [("/xhr_send", "POST", subscribe), ("/xhr", "POST", None), ("/eventsource", "GET", None)]:
+            status, text = await from_address(ELSEWHERE, on_b + path, method, body)
+            assert (status, text) == (404, b"Session not found."), (path, status, text)
+        await publish(b, topic, {"n": 1})
+        event = await owner.receive()
+        assert event[0] == 36 and event[4][0]["data"] == {"n": 1}, event
+        await owner.send([32, 2, {}, topic + ".more"])
+        assert (await owner.receive())[:2] == [33, 2]
 
     run(scenario())

@@ -12,6 +12,7 @@ gateway sees.
 from __future__ import annotations
 
 import asyncio
+import http.client as http_client
 import json
 import re
 import urllib.parse
@@ -25,7 +26,9 @@ import tornado.simple_httpclient
 import tornado.websocket
 from gateway_helpers import GatewayProcess, start_gateway, wait_for_async
 
+from telegraphy.sockjs.http import bundled_client
 from telegraphy.tokens import mint_connect_token, mint_publish_token
+from telegraphy.tornado_gateway.config import Config, ConfigError
 
 REALM = "telegraphy"
 #: Seconds a whole test scenario may take.
@@ -578,7 +581,7 @@ def test_origins_follow_allowed_origins(gateway_process: Any) -> None:
 
 def test_info_iframe_and_preflight(gateway_process: Any) -> None:
     """/info describes the service, the iframe page loads --sockjs-client-url with an ETag, preflights are cacheable."""
-    gateway = gateway_process("--sockjs-client-url", "/static/sockjs.min.js", "--sockjs-cookie")
+    gateway = gateway_process("--sockjs-client-url", "/static/sockjs.min.js", "--sockjs-client-integrity", "sha384-abc", "--sockjs-cookie")
 
     async def scenario() -> None:
         base = gateway.url + "/sockjs"
@@ -587,7 +590,10 @@ def test_info_iframe_and_preflight(gateway_process: Any) -> None:
         assert document["websocket"] is True and document["cookie_needed"] is True and document["origins"] == ["*:*"]
         assert info.headers["Cache-Control"] == "no-store, no-cache, no-transform, must-revalidate, max-age=0"
         iframe = await fetch(base + "/iframe-1.6.1.html")
-        assert iframe.code == 200 and b'<script src="/static/sockjs.min.js"></script>' in iframe.body
+        assert iframe.code == 200
+        assert b'<script src="/static/sockjs.min.js" integrity="sha384-abc" crossorigin="anonymous"></script>' in iframe.body
+        # The bundled copy is not served when the page loads another one.
+        assert (await fetch(base + "/sockjs.min.js")).code == 404
         again = await fetch(base + "/iframe.html", headers={"If-None-Match": iframe.headers["Etag"]})
         assert again.code == 304
         preflight = await fetch(f"{base}/000/abc/xhr", "OPTIONS", headers={"Origin": gateway.url, "Access-Control-Request-Headers": "x-a"})
@@ -744,3 +750,167 @@ def test_odd_wamp_input_over_sockjs_gets_errors_not_tracebacks(gateway_process: 
 
     run(scenario())
     assert "Traceback" not in gateway.stderr(), gateway.stderr()
+
+
+# Session binding and cross-origin fallbacks (issue 11, findings 6 and 25) ----------------------------
+
+#: Another loopback address: a client there is "another machine" to the gateway.
+ELSEWHERE = "127.0.0.2"
+
+
+async def from_address(
+    source: str, url: str, method: str = "POST", body: bytes | str | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """Make one HTTP request from the local address ``source``; return the status and body."""
+    parts = urllib.parse.urlsplit(url)
+
+    def request() -> tuple[int, bytes]:
+        connection = http_client.HTTPConnection(parts.hostname, parts.port, timeout=STEP, source_address=(source, 0))
+        try:
+            connection.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), body=body, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    return await asyncio.to_thread(request)
+
+
+@pytest.mark.parametrize("transport", ["xhr", "jsonp"])
+def test_a_session_id_alone_does_not_reach_someone_elses_session(gateway: GatewayProcess, transport: str) -> None:
+    """A client at another address that knows a session id gets 404 for every request of it; the owner carries on."""
+
+    async def scenario() -> None:
+        owner = await SockJSWamp.connect(gateway, transport)
+        await ticket_join(owner.send, owner.receive, gateway.secret, "8")
+        topic = f"private.{uuid.uuid4().hex[:8]}"
+        await owner.subscribe(topic)
+        subscribe = json.dumps([json.dumps([32, 99, {}, topic])])
+        form = urllib.parse.urlencode({"d": subscribe})
+        attempts = [
+            ("/xhr_send", "POST", subscribe, {}),
+            ("/jsonp_send", "POST", form, {"Content-Type": "application/x-www-form-urlencoded"}),
+            ("/xhr", "POST", None, {}),
+            ("/xhr_streaming", "POST", None, {}),
+            ("/eventsource", "GET", None, {}),
+            ("/htmlfile?c=cb", "GET", None, {}),
+            ("/jsonp?c=cb", "GET", None, {}),
+        ]
+        for path, method, body, headers in attempts:
+            status, text = await from_address(ELSEWHERE, owner.url + path, method, body, headers)
+            assert (status, text) == (404, b"Session not found."), (path, status, text)
+        # The owner's session is untouched: its events arrive, its sends work.
+        await publish(gateway, topic, {"secret": 1})
+        event = await owner.receive()
+        assert event[0] == 36 and event[4][0]["data"] == {"secret": 1}, event
+        await owner.send([32, 2, {}, topic + ".more"])
+        assert (await owner.receive())[:2] == [33, 2]
+
+    run(scenario())
+
+
+def test_peer_binding_can_be_turned_off(gateway_process: Any) -> None:
+    """With --no-sockjs-bind-peer a session answers any address (for clients whose address changes between requests)."""
+    gateway = gateway_process("--no-sockjs-bind-peer")
+
+    async def scenario() -> None:
+        owner = await SockJSWamp.connect(gateway, "xhr")
+        status, text = await from_address(ELSEWHERE, owner.url + "/xhr_send", body=json.dumps([json.dumps(HELLO)]))
+        assert status == 204, text
+        assert (await owner.receive())[0] == 2  # the WELCOME of the HELLO sent from elsewhere
+
+    run(scenario())
+
+
+def test_iframe_page_loads_the_bundled_client(gateway: GatewayProcess) -> None:
+    """By default the iframe page loads the bundled sockjs-client from the gateway itself, nothing from outside."""
+
+    async def scenario() -> None:
+        base = gateway.url + "/sockjs"
+        page = (await fetch(base + "/iframe.html")).body.decode()
+        match = re.search(r'<script src="(/sockjs/sockjs\.min\.js\?v=[0-9a-f]+)"></script>', page)
+        assert match, page
+        assert "://" not in page  # nothing from outside
+        script = await fetch(gateway.url + match.group(1))
+        assert script.code == 200 and script.body == bundled_client()[0]
+        assert script.headers["Content-Type"].startswith("application/javascript")
+        assert "max-age=31536000" in script.headers["Cache-Control"]
+
+    run(scenario())
+
+
+def test_a_client_url_needs_an_integrity_hash() -> None:
+    """--sockjs-client-url without --sockjs-client-integrity is refused at start, naming both settings."""
+    config = Config.from_args(["--insecure-dev", "--sockjs-client-url", "https://cdn.example/sockjs.min.js"], {})
+    with pytest.raises(ConfigError, match="--sockjs-client-url needs --sockjs-client-integrity"):
+        config.check()
+    with pytest.raises(SystemExit):
+        Config.from_args(["--sockjs-client-integrity", "md5-abc"], {})
+
+
+def test_eventsource_answers_cross_origin_pages(gateway_process: Any) -> None:
+    """An eventsource response to an allowed page on another origin carries the CORS headers the browser needs."""
+    gateway = gateway_process("--allowed-origins", "http://app.example:8000")
+
+    async def scenario() -> None:
+        url = f"{gateway.url}/sockjs/000/{uuid.uuid4().hex}/eventsource"
+        chunks: list[bytes] = []
+        client = http()
+        request = tornado.httpclient.HTTPRequest(
+            url, headers={"Origin": "http://app.example:8000"}, streaming_callback=chunks.append, request_timeout=STEP
+        )
+        response_headers: list[str] = []
+        request.header_callback = response_headers.append
+        future = client.fetch(request, raise_error=False)
+        await wait_until(lambda: _true(b"".join(chunks).endswith(b"data: o\r\n\r\n")), "no open frame")
+        future.cancel()
+        client.close()
+        head = "".join(response_headers)
+        assert "Access-Control-Allow-Origin: http://app.example:8000\r\n" in head, head
+        assert "Access-Control-Allow-Credentials: true\r\n" in head, head
+
+    run(scenario())
+
+
+def test_jsonp_works_from_a_page_whose_referrer_policy_hides_its_origin(gateway_process: Any) -> None:
+    """jsonp_send with ``Origin: null`` and no Referer is delivered; a Referer from a foreign origin is refused."""
+    gateway = gateway_process("--allowed-origins", "http://app.example:8000")
+
+    async def scenario() -> None:
+        client = await SockJSWamp.connect(gateway, "jsonp")
+        form = urllib.parse.urlencode({"d": json.dumps([json.dumps(HELLO)])})
+        url = client.url + "/jsonp_send"
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        refused = await fetch(url, "POST", form, headers={**headers, "Origin": "null", "Referer": "http://evil.example/page"})
+        assert refused.code == 403
+        sent = await fetch(url, "POST", form, headers={**headers, "Origin": "null"})
+        assert (sent.code, sent.body) == (200, b"ok")
+        assert (await client.receive())[0] == 2  # WELCOME
+        allowed = await fetch(url, "POST", form, headers={**headers, "Origin": "null", "Referer": "http://app.example:8000/list/"})
+        assert (allowed.code, allowed.body) == (200, b"ok")
+        polled = await fetch(f"{gateway.url}/sockjs/000/{uuid.uuid4().hex}/jsonp?c=cb", headers={"Referer": "http://evil.example/"})
+        assert polled.code == 403
+        # Other transports keep the plain Origin rule: a null Origin is no allowed page.
+        null_xhr = await fetch(f"{gateway.url}/sockjs/000/{uuid.uuid4().hex}/xhr", "POST", b"", headers={"Origin": "null"})
+        assert null_xhr.code == 403
+
+    run(scenario())
+
+
+def test_a_short_session_id_cannot_authenticate(gateway: GatewayProcess) -> None:
+    """A SockJS session id of 8 characters (sockjs-client's default) may join anonymously, not with a ticket."""
+
+    async def scenario() -> None:
+        short = SockJSWamp(gateway.url + "/sockjs", "xhr", session_id=uuid.uuid4().hex[:8])
+        await short.open()
+        await short.send([1, REALM, {"roles": {"subscriber": {}}, "authmethods": ["ticket"], "authid": "8"}])
+        abort = await short.receive()
+        assert abort[0] == 3 and abort[2] == "wamp.error.not_authorized", abort
+        with pytest.raises(Closed) as closed:
+            await short.receive()
+        assert (closed.value.code, closed.value.reason) == (1008, "wamp.error.not_authorized")
+        anonymous = SockJSWamp(gateway.url + "/sockjs", "xhr", session_id=uuid.uuid4().hex[:8])
+        await anonymous.open()
+        await anonymous.join()
+
+    run(scenario())

@@ -1580,7 +1580,13 @@ WebSocketTransport.transportName = 'websocket';
  *
  * The transport follows the interface described in transport.js;
  * `subTransport` names the SockJS transport in use once open
- * ('websocket', 'xhr-streaming', 'xhr-polling', …).
+ * ('websocket', 'xhr-polling', 'jsonp-polling', …).
+ *
+ * Session ids: SockJS lets the client choose the id it puts in every URL
+ * (`<server>/<session>/xhr`, …). This transport makes it 32 characters
+ * from `crypto.getRandomValues` (160 bits) instead of the library's 8, so
+ * that it cannot be guessed; the gateway also binds each session to the
+ * address that opened it, so an id read from a log or a URL is not enough.
  *
  * @module sockjs
  */
@@ -1588,6 +1594,30 @@ WebSocketTransport.transportName = 'websocket';
 
 // SockJS readyState values (as WebSocket's).
 const SOCKJS_OPEN = 1;
+
+/** Characters of a session id (32 of them: 5 random bits each) and its length. */
+const SESSION_ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz012345';
+const SESSION_ID_LENGTH = 32;
+
+/**
+ * A SockJS session id of SESSION_ID_LENGTH characters from the platform's
+ * cryptographic generator; null when there is none (the library's own then,
+ * at the same length).
+ * @param {Object=} scope the global object
+ * @returns {?string}
+ */
+function randomSessionId(scope) {
+  const crypto = (scope || globalScope()).crypto;
+  if (!crypto || typeof crypto.getRandomValues !== 'function') {
+    return null;
+  }
+  const bytes = crypto.getRandomValues(new Uint8Array(SESSION_ID_LENGTH));
+  let id = '';
+  for (let i = 0; i < bytes.length; i += 1) {
+    id += SESSION_ID_ALPHABET.charAt(bytes[i] % SESSION_ID_ALPHABET.length); // 256 % 32 = 0: unbiased
+  }
+  return id;
+}
 
 // Where, on the global object, the script loads in progress are kept (one per URL).
 const SOCKJS_LOADS = typeof Symbol === 'function' ? Symbol.for('telegraphy.sockjsLoads') : '__telegraphySockJSLoads';
@@ -1732,7 +1762,8 @@ class SockJSTransport {
     this._url = config.sockjsUrl
       ? resolveSockJSUrl(config.sockjsUrl, scope.location)
       : sockjsUrlFromWebSocketUrl(config.url);
-    this._options = {};
+    // Long random session ids (see the module comment); a function, as sockjs-client takes one.
+    this._options = { sessionId: randomSessionId(scope) === null ? SESSION_ID_LENGTH : () => randomSessionId(scope) };
     if (config.sockjsTransports) {
       this._options.transports = [].concat(config.sockjsTransports);
     }
@@ -2267,6 +2298,9 @@ class TelegraphyClient {
    *   tried first on reconnect
    * - `connectTimeout` ms a transport may take to open before the next one
    *   is tried, default 5000 (0: wait for it); the last one tried gets no limit
+   *   to open. Once open, any transport (the last one too) has as long again
+   *   for the router to answer HELLO; one that opens but carries nothing
+   *   (a fallback whose sends are lost) counts as failed
    * - `sockjsUrl` the gateway's SockJS URL; default derived from `url`
    *   (ws://host:9000/ws → http://host:9000/sockjs)
    * - `sockjsTransports` SockJS's `transports` option, e.g. ['xhr-polling'];
@@ -2330,7 +2364,11 @@ class TelegraphyClient {
    *   `resumed` true when the gateway resumed the earlier session,
    *   `recovered` its `{topic: boolean}` (`{}` when not resumed)
    * - 'disconnect' `fn({code, reason, willReconnect, delay})`
-   * - 'error' `fn(error)`: a TelegraphyError (see errors.js)
+   * - 'error' `fn(error)`: a TelegraphyError (see errors.js). When every
+   *   transport failed to open a session, a ConnectionError "could not
+   *   connect with any transport …" whose `code` and `reason` are the last
+   *   one's; `state` is then 'disconnected' (a 'disconnect' says whether and
+   *   when the client tries again)
    * - 'statechange' `fn({state, previous})`
    * - 'recovery' `fn({topic, recovered: false, reason})` after a reconnect
    *   that could not deliver what `topic` missed (reload its data), or
@@ -2578,12 +2616,37 @@ class TelegraphyClient {
       this._session.transportClosed(info);
       this._tryTransport(candidates, index + 1, transportConfig, ticket, serial, info);
     };
+    const noTransport = (info) => {
+      const tried = candidates.slice(0, index + 1).map((Candidate) => Candidate.transportName).join(', ');
+      this._reportError(new ConnectionError('could not connect with any transport (tried ' + tried + '): '
+        + (info.reason || 'code ' + info.code), { code: info.code, reason: info.reason }));
+    };
     const handlers = {
       onOpen: () => {
         if (current() && serial === this._connectSerial) {
           opened = true;
           this._clearConnectTimer();
           this._transportOpened(ticket);
+          const welcomeTimeout = this._config.connectTimeout;
+          if (welcomeTimeout > 0 && current() && this._state === ConnectionState.CONNECTING) {
+            // Open but silent (e.g. a fallback whose sends never arrive): give up on it.
+            this._connectTimer = this._timers().setTimeout(() => {
+              this._connectTimer = null;
+              if (!current() || this._state !== ConnectionState.CONNECTING || this._wampClose) {
+                return;
+              }
+              const info = { code: null, reason: TransportClass.transportName + ' opened but the router did not answer within '
+                + welcomeTimeout + ' ms', wasClean: false };
+              this._transport = null; // its close event, whenever it comes, is ignored
+              transport.close(1000, 'no answer');
+              if (!isLast && this._wantConnected && !this._fatal && serial === this._connectSerial) {
+                nextTransport(info);
+              } else {
+                noTransport(info);
+                this._connectionLost(info);
+              }
+            }, welcomeTimeout);
+          }
         }
       },
       onMessage: (data) => {
@@ -2601,6 +2664,9 @@ class TelegraphyClient {
         if (failedEarly && !isLast && this._wantConnected && !this._fatal && serial === this._connectSerial) {
           nextTransport(info);
         } else {
+          if (failedEarly && this._wantConnected && !this._fatal) {
+            noTransport(info);
+          }
           this._connectionLost(info);
         }
       },
@@ -2658,6 +2724,7 @@ class TelegraphyClient {
   }
 
   _sessionOpened(info) {
+    this._clearConnectTimer(); // the wait for WELCOME is over
     this._attempt = 0;
     const transport = this._transport;
     if (transport) {
