@@ -70,6 +70,8 @@ ODD_STRINGS = (
 )
 ODD_URIS = ("", ".", "a..b", "wamp.session.list", "user.8", "user.8.inbox", "fuzz.", "\ud800", "x" * 3000, "fuzz.t.#", "Ünïcode.ü")
 TYPE_CODES = (1, 2, 3, 4, 5, 6, 8, 16, 17, 32, 33, 34, 35, 36, 48, 49, 50, 64, 65, 66, 67, 68, 69, 70)
+#: Messages a client sends in an established session, weighted towards the payload-carrying ones.
+CLIENT_CODES = (16, 16, 16, 16, 16, 32, 32, 32, 34, 48, 48, 64, 64, 66, 70, 8)
 ODD_CODES: tuple[Any, ...] = (0, 7, 99, 255, -1, 2**64, 16.0, "16", True, None, [16], {"16": 1})
 LOOKUPS = ("", "__gt", "__gte", "__lt", "__in", "__contains", "__startswith", "__icontains", "__regex", "__isnull", "__range", "__bogus")
 
@@ -150,26 +152,26 @@ class HostileInput:
     def uri(self) -> Any:
         """Return a topic or procedure URI: mostly known topics, sometimes odd strings or not a string."""
         roll = self.rng.random()
-        if roll < 0.7:
+        if roll < 0.75:
             return self.rng.choice(self.topics)
-        if roll < 0.9:
+        if roll < 0.95:
             return self.rng.choice(ODD_URIS)
         return self.value(3)
 
     def request(self) -> Any:
         roll = self.rng.random()
-        if roll < 0.85:
+        if roll < 0.95:
             return self.rng.randint(1, 2**53)
         return self.rng.choice((0, -1, 2**53 + 1, 2**64, 1.5, "1", None, [1]))
 
-    def maybe(self, good: Any) -> Any:
-        """Return ``good`` most of the time, a hostile value otherwise."""
-        return good if self.rng.random() < 0.8 else self.value(2)
+    def maybe(self, good: Any, odds: float = 0.85) -> Any:
+        """Return ``good`` with probability ``odds``, a hostile value otherwise."""
+        return good if self.rng.random() < odds else self.value(2)
 
     def options(self, kind: str) -> Any:
         """Return a SUBSCRIBE/PUBLISH/CALL/REGISTER options map with plausible and hostile keys."""
         rng = self.rng
-        if rng.random() < 0.1:
+        if rng.random() < 0.04:
             return self.value(2)
         options: dict[Any, Any] = {}
         for _ in range(rng.randint(0, 3)):
@@ -224,16 +226,21 @@ class HostileInput:
         """Return one WAMP message (a list, usually), valid-shaped or not."""
         rng = self.rng
         roll = rng.random()
-        if roll < 0.04:
+        if roll < 0.02:
             return self.value(1)
-        if roll < 0.1:
+        if roll < 0.05:
             return [rng.choice(ODD_CODES), *(self.value(2) for _ in range(rng.randint(0, 4)))]
-        code = rng.choice(TYPE_CODES + (16, 16, 16, 32, 32, 48, 64))
+        if roll < 0.12:
+            # A type only the router sends, or a HELLO/AUTHENTICATE out of turn: a protocol violation.
+            code = rng.choice(TYPE_CODES)
+        else:
+            # What a client sends in an established session, with hostile fields and payloads.
+            code = rng.choice(CLIENT_CODES)
         message = self._shaped(code)
         roll = rng.random()
-        if roll < 0.08:
+        if roll < 0.03:
             del message[rng.randint(1, max(1, len(message) - 1)) :]
-        elif roll < 0.14:
+        elif roll < 0.06:
             message.append(self.value(2))
         return message
 
@@ -288,7 +295,7 @@ class HostileInput:
         """Return one transport message for a peer of the given subprotocol."""
         rng = self.rng
         roll = rng.random()
-        if roll < 0.88:
+        if roll < 0.93:
             message = self.message()
             return Frame(encode(message, msgpack_peer, rng), msgpack_peer, f"message:{_code_label(message)}")
         return self.raw_frame(msgpack_peer)
@@ -505,6 +512,8 @@ class WebSocketClient:
         self.writer = writer
         self.subprotocol = subprotocol
         self.close_code: int | None = None
+        #: True when the connection ended with a TCP reset rather than an orderly close.
+        self.reset = False
         self.ended = False
         self._sent_close = False
 
@@ -582,7 +591,12 @@ class WebSocketClient:
                 elif length == 127:
                     length = struct.unpack("!Q", await self.reader.readexactly(8))[0]
                 payload = await self.reader.readexactly(length)
-            except (asyncio.IncompleteReadError, ConnectionError):
+            except asyncio.IncompleteReadError:
+                self._end()
+                return None
+            except ConnectionError:
+                # A reset: the peer closed with our data unread (or crashed); what it sent last may be lost.
+                self.reset = True
                 self._end()
                 return None
             opcode = head[0] & 0x0F

@@ -1,0 +1,70 @@
+"""Fuzzing a real gateway: thousands of hostile WAMP messages, and well-behaved sessions that must not notice.
+
+One bounded, seeded campaign (``tests/fuzz_campaign.py``): 5,000 generated
+messages from :mod:`wamp_fuzz` over about 80 connections of both
+subprotocols, while the web app publishes numbered events over HTTP and two
+well-behaved subscribers (JSON, msgpack) receive them. Longer runs:
+``tools/fuzz_gateway.py``. The properties:
+
+- every hostile connection ends with a close frame (ABORT/ERROR before it
+  where WAMP applies), none is dropped or hangs;
+- every event the web app published reaches both good subscribers, once,
+  with an offset, offsets consecutive;
+- no traceback (nor "could not deliver/store/save" error) in the gateway's
+  log, the process is alive and ``/health`` answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import urllib.request
+from collections.abc import Callable
+
+from fuzz_campaign import GATEWAY_FLAGS, Report, run_campaign
+from gateway_helpers import GatewayProcess
+
+#: Log lines that mean a client's input made the gateway fail somewhere.
+FAILURE_LINES = re.compile(r"Traceback|could not (deliver|store|save|serve)|persistence worker failed|Fatal error|Exception in callback|exception was never retrieved")
+
+
+def run(gateway: GatewayProcess, messages: int, connections: int, seed: int) -> Report:
+    assert gateway.secret is not None
+    return asyncio.run(
+        asyncio.wait_for(run_campaign("127.0.0.1", gateway.port, gateway.secret, messages=messages, connections=connections, seed=seed), 170)
+    )
+
+
+def test_fuzzed_gateway_stays_up_answers_cleanly_and_loses_no_event(gateway_process: Callable[..., GatewayProcess]) -> None:
+    """5,000 hostile messages on 80-odd connections: clean closes, no traceback, every HTTP event delivered with consecutive offsets."""
+    gateway = gateway_process(*GATEWAY_FLAGS)
+    report = run(gateway, messages=5000, connections=80, seed=11)
+    log = gateway.stderr()
+    failures = FAILURE_LINES.findall(log)
+    with urllib.request.urlopen(f"{gateway.url}/health", timeout=10) as response:
+        health = json.loads(response.read())
+    print(f"\nfuzz gateway: {' | '.join(report.lines())} | failure lines in log: {len(failures)}", file=sys.stderr)
+    problems = []
+    if report.unclean:
+        problems.append(f"{len(report.unclean)} connections ended without a close frame or hung, e.g. {report.unclean[:3]}")
+    for name, lost in report.lost().items():
+        if lost:
+            problems.append(f"subscriber {name} lost {len(lost)} of {len(report.published)} events: {lost[:10]}")
+    for name, missing in report.without_offset().items():
+        if missing:
+            problems.append(f"subscriber {name} got {len(missing)} events without an offset: {missing[:10]}")
+    for name, gaps in report.offset_gaps().items():
+        if gaps:
+            problems.append(f"subscriber {name} saw offset gaps {gaps[:5]}")
+    if report.duplicates:
+        problems.append(f"duplicate deliveries: {report.duplicates}")
+    if report.publish_failures:
+        problems.append(f"{len(report.publish_failures)} HTTP publishes failed: {report.publish_failures[:3]}")
+    if failures:
+        first = log[max(0, log.find(failures[0]) - 300) : log.find(failures[0]) + 1500]
+        problems.append(f"{len(failures)} failure lines in the gateway's log; the first:\n{first}")
+    assert gateway.alive() and health, "the gateway died"
+    assert report.messages >= 5000 and len(report.published) >= 50, report.lines()
+    assert not problems, "\n".join(problems)
