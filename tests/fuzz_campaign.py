@@ -51,6 +51,8 @@ NAMES = {1: "HELLO", 2: "WELCOME", 3: "ABORT", 4: "CHALLENGE", 6: "GOODBYE", 8: 
          35: "UNSUBSCRIBED", 36: "EVENT", 50: "RESULT", 65: "REGISTERED", 67: "UNREGISTERED", 68: "INVOCATION", 69: "INTERRUPT"}
 #: Seconds to wait for any one reply, and for the good subscribers to catch up at the end.
 STEP = 30.0
+#: Frames remembered per connection, to show what preceded an unclean ending.
+KEEP_FRAMES = 3
 
 
 @dataclass
@@ -194,7 +196,7 @@ async def _lane(index: int, host: str, port: int, path: str, secret: str, seed: 
                 break
             frame = fuzzer.frame(as_msgpack)
             ws.send(frame.data, binary=frame.binary)
-            sent = (sent + [f"{frame.label} {frame.data[:120]!r}"])[-3:]
+            sent = (sent + [f"{frame.label} {frame.data[:120]!r}"])[-KEEP_FRAMES:]
             report.by_label[frame.label.split(":")[0] + ":" + frame.label.split(":")[1][:12]] += 1
             report.messages += 1
             budget.messages -= 1

@@ -25,7 +25,8 @@ script runs ``--wstest`` if given or found in ``--venv``; otherwise it makes
 that virtualenv with ``--python2`` and installs the package into it from the
 package index (nothing is installed into this project's environment).
 Reports (HTML and JSON per case) are written under ``--outdir``. Exit
-status 1 when a case on the echo endpoint FAILED.
+status 1 when a case on the echo endpoint FAILED, except the binary cases
+1.2.* (SockJS carries text only: such a message is closed with 1003).
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ from gateway_helpers import start_gateway  # noqa: E402
 BEHAVIOURS = ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED")
 #: The long performance cases: big messages (9.*) and compression (12.*, 13.*; the gateway offers none).
 SLOW_CASES = ["9.*", "12.*", "13.*"]
+#: Echo cases that fail by design: SockJS carries text only, so its raw WebSocket closes a
+#: binary message with 1003 "binary messages are not supported" (RFC 6455 §7.4.1).
+EXPECTED_ECHO_FAILURES = ("1.2.",)
 
 
 def ensure_wstest(venv: Path, python2: str) -> Path:
@@ -123,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             if cases.get(behaviour):
                 print(f"  {behaviour}: {' '.join(cases[behaviour])}")
         if name == "echo":
-            failed_echo = counts.get("FAILED", 0)
+            failed_echo = len([c for c in cases.get("FAILED", []) if not c.startswith(EXPECTED_ECHO_FAILURES)])
+            print(f"  unexpected FAILED on echo (binary cases 1.2.* fail by design: SockJS is text only): {failed_echo}")
     print(f"gateway alive at the end: {alive}; tracebacks in its log: {log.count('Traceback')}")
     return 1 if failed_echo or not alive or "Traceback" in log else 0
 

@@ -24,6 +24,7 @@ import urllib.request
 from collections.abc import Callable
 
 from fuzz_campaign import GATEWAY_FLAGS, Report, run_campaign
+from wamp_fuzz import WebSocketClient, encode
 from gateway_helpers import GatewayProcess
 
 #: Log lines that mean a client's input made the gateway fail somewhere.
@@ -68,3 +69,26 @@ def test_fuzzed_gateway_stays_up_answers_cleanly_and_loses_no_event(gateway_proc
     assert gateway.alive() and health, "the gateway died"
     assert report.messages >= 5000 and len(report.published) >= 50, report.lines()
     assert not problems, "\n".join(problems)
+
+
+def test_a_frame_level_error_close_survives_a_peer_that_keeps_sending(gateway_process: Callable[..., GatewayProcess]) -> None:
+    """Invalid UTF-8 in a text frame gets close 1007 even while the client is still sending (no TCP reset destroys it)."""
+    gateway = gateway_process(*GATEWAY_FLAGS)
+
+    async def one() -> str:
+        ws = await WebSocketClient.connect("127.0.0.1", gateway.port, "/ws", "wamp.2.json")
+        ws.send(encode([1, "telegraphy", {"roles": {"subscriber": {}}}], False))
+        assert await ws.receive() is not None  # WELCOME
+        ws.send(b"\xe5\xa9C")  # not UTF-8: RFC 6455 §8.1 fails the connection with 1007
+        for request in range(1, 201):
+            ws.send(encode([32, request, {}, "fuzz.t.a"], False))
+        await ws.drain()
+        while await ws.receive() is not None:
+            pass
+        return f"close:{ws.close_code}" if ws.close_code is not None else ("reset" if ws.reset else "dropped")
+
+    async def scenario() -> list[str]:
+        return [await one() for _ in range(10)]
+
+    endings = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert endings == ["close:1007"] * 10, endings
