@@ -20,6 +20,10 @@ What runs at once:
 - a well-behaved publisher: ``POST /publish`` of numbered events on the web
   app's topic, spread over the run.
 
+At the end each good subscriber drops its connection and resumes from the
+first event it received: the replay must hold every later event (the
+fuzzed topic is replayed to it too, hostile payloads and all).
+
 The gateway must run with ``--channels`` allowing signed-in clients to
 publish on ``fuzz.`` (see :data:`CHANNELS`) and with ``--connection-rate 0``
 (every connection comes from 127.0.0.1).
@@ -53,6 +57,8 @@ NAMES = {1: "HELLO", 2: "WELCOME", 3: "ABORT", 4: "CHALLENGE", 6: "GOODBYE", 8: 
 STEP = 30.0
 #: Frames remembered per connection, to show what preceded an unclean ending.
 KEEP_FRAMES = 3
+#: Event numbers from here on mark the end of a resume's replay.
+MARKER = 10**9
 
 
 @dataclass
@@ -74,6 +80,9 @@ class Report:
     #: Per good subscriber: seq → (epoch, offset) or None when the EVENT carried no offset.
     received: dict[str, dict[int, Any]] = field(default_factory=dict)
     duplicates: dict[str, int] = field(default_factory=dict)
+    #: Per good subscriber: what its resume after the campaign replayed, and which events it missed.
+    replays: dict[str, str] = field(default_factory=dict)
+    replay_missing: dict[str, list[int]] = field(default_factory=dict)
     seconds: float = 0.0
 
     def lost(self) -> dict[str, list[int]]:
@@ -109,6 +118,8 @@ class Report:
                 f"without offset {len(self.without_offset()[name])}, offset gaps {len(self.offset_gaps()[name])}, "
                 f"duplicates {self.duplicates.get(name, 0)}"
             )
+        for name, outcome in sorted(self.replays.items()):
+            lines.append(f"resume of {name} after the run: {outcome}")
         return lines
 
 
@@ -146,9 +157,9 @@ async def _read_all(ws: WebSocketClient, report: Report) -> str:
         report.replies[_kind(_decode(data))] += 1
 
 
-async def _join(ws: WebSocketClient, as_msgpack: bool, secret: str, user: str | None) -> bool:
-    """Open a WAMP session (anonymous, or with a ticket for ``user``); return whether WELCOME came."""
-    details: dict[str, Any] = {"roles": {"subscriber": {}, "publisher": {}, "caller": {}, "callee": {}}}
+async def _join(ws: WebSocketClient, as_msgpack: bool, secret: str, user: str | None, **extra: Any) -> dict[str, Any] | None:
+    """Open a WAMP session (anonymous, or with a ticket for ``user``); return WELCOME's details, or None."""
+    details: dict[str, Any] = {"roles": {"subscriber": {}, "publisher": {}, "caller": {}, "callee": {}}, **extra}
     if user is not None:
         details["authmethods"] = ["ticket"]
     ws.send(encode([1, "telegraphy", details], as_msgpack), binary=as_msgpack)
@@ -156,7 +167,9 @@ async def _join(ws: WebSocketClient, as_msgpack: bool, secret: str, user: str | 
     if user is not None and _kind(reply) == "CHALLENGE":
         ws.send(encode([5, mint_connect_token(secret, user), {}], as_msgpack), binary=as_msgpack)
         reply = _decode(await ws.receive(STEP) or b"")
-    return _kind(reply) == "WELCOME"
+    if _kind(reply) == "WELCOME" and isinstance(reply[2], dict):
+        return reply[2]
+    return None
 
 
 async def _lane(index: int, host: str, port: int, path: str, secret: str, seed: int, budget: _Budget, report: Report) -> None:
@@ -231,12 +244,15 @@ class _Subscriber:
         report.received[name] = self.got
         self.reader: asyncio.Future[None] | None = None
         self.ended = ""
+        self.resume_token: str | None = None
 
     @classmethod
     async def start(cls, name: str, host: str, port: int, path: str, secret: str, as_msgpack: bool, report: Report) -> _Subscriber:
         ws = await WebSocketClient.connect(host, port, path, "wamp.2.msgpack" if as_msgpack else "wamp.2.json", STEP)
-        assert await _join(ws, as_msgpack, secret, name), f"{name} could not join"
+        welcome = await _join(ws, as_msgpack, secret, name)
+        assert welcome is not None, f"{name} could not join"
         self = cls(name, ws, as_msgpack, report)
+        self.resume_token = welcome.get("resume_token")
         for request, topic in ((1, APP_TOPIC), (2, FUZZ_TOPICS[0])):
             ws.send(encode([32, request, {}, topic], as_msgpack), binary=as_msgpack)
             reply = _decode(await ws.receive(STEP) or b"")
@@ -263,6 +279,8 @@ class _Subscriber:
                 seq = args[0]["data"]["seq"]
             except (TypeError, KeyError, IndexError):
                 continue
+            if not isinstance(seq, int) or seq >= MARKER:
+                continue  # a resume's marker event, not one of the campaign's
             if seq in self.got:
                 self.report.duplicates[self.name] = self.report.duplicates.get(self.name, 0) + 1
             offset = details.get("offset") if isinstance(details, dict) else None
@@ -272,6 +290,54 @@ class _Subscriber:
         if self.reader is not None:
             self.reader.cancel()
         self.ws.abort()
+
+    async def resume(self, host: str, port: int, path: str, secret: str, base_url: str) -> None:
+        """Drop the connection, resume from the first event received, and check the replay of the web app's topic.
+
+        The replay must hold every event published after that one. The fuzzed
+        topic is resumed too (from where it stood at subscribe time), so every
+        hostile payload stored there is replayed to this serializer on the way.
+        """
+        positions = sorted((pos for pos in self.got.values() if pos is not None), key=lambda p: p[1])
+        if self.resume_token is None or not positions:
+            self.report.replays[self.name] = "not run: no resume token or no event with an offset"
+            return
+        epoch, first = positions[0]
+        expected = sorted(seq for seq, pos in self.got.items() if pos is not None and pos[1] > first)
+        self.close()
+        ws = await WebSocketClient.connect(host, port, path, "wamp.2.msgpack" if self.as_msgpack else "wamp.2.json", STEP)
+        try:
+            welcome = await _join(ws, self.as_msgpack, secret, self.name, resume_token=self.resume_token, resume_offsets={APP_TOPIC: [epoch, first]})
+            if welcome is None or not welcome.get("resumed"):
+                self.report.replays[self.name] = f"not resumed: {welcome}"
+                return
+            marker = MARKER + len(self.report.replays)
+            failure = await asyncio.to_thread(_publish, base_url, secret, marker)
+            replayed: list[int] = []
+            while failure is None:
+                try:
+                    data = await ws.receive(STEP)
+                except asyncio.TimeoutError:
+                    break
+                if data is None:
+                    break
+                message = _decode(data)
+                if _kind(message) == "EVENT" and len(message) >= 5:
+                    try:
+                        seq = message[4][0]["data"]["seq"] if message[4][0]["name"] == APP_TOPIC else None
+                    except (TypeError, KeyError, IndexError):
+                        seq = None
+                    if seq == marker:
+                        break
+                    if isinstance(seq, int) and seq < MARKER:
+                        replayed.append(seq)
+            missing = [seq for seq in expected if seq not in replayed]
+            self.report.replay_missing[self.name] = missing
+            self.report.replays[self.name] = (
+                f"recovered {welcome.get('recovered')}, replayed {len(replayed)} of {len(expected)}, missing {len(missing)}"
+            )
+        finally:
+            ws.abort()
 
 
 def _publish(base_url: str, secret: str, seq: int) -> str | None:
@@ -331,6 +397,8 @@ async def run_campaign(
         for subscriber in subscribers:
             if subscriber.ended:
                 report.endings[f"good subscriber {subscriber.name}: {subscriber.ended}"] += 1
+        for subscriber in subscribers:
+            await subscriber.resume(host, port, path, secret, f"http://{host}:{port}")
     finally:
         for subscriber in subscribers:
             subscriber.close()
