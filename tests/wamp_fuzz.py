@@ -431,7 +431,7 @@ def hello_messages() -> Any:
         st.lists(values, max_size=2),
         values,
     )
-    details = st.fixed_dictionaries(
+    details: Any = st.fixed_dictionaries(
         {"roles": st.one_of(st.just({"subscriber": {}, "publisher": {}}), st.just({"caller": {}}), values)},
         optional={
             "authid": st.sampled_from(("7", "\ud800", "x" * 3000)) | values,
