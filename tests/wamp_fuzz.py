@@ -514,6 +514,9 @@ class WebSocketClient:
         self.close_code: int | None = None
         #: True when the connection ended with a TCP reset rather than an orderly close.
         self.reset = False
+        #: Pongs received, and an event set at each (see :meth:`sync`).
+        self.pongs = 0
+        self.pong = asyncio.Event()
         self.ended = False
         self._sent_close = False
 
@@ -574,6 +577,24 @@ class WebSocketClient:
             self._sent_close = True
             self.send(struct.pack("!H", code), opcode=0x8)
 
+    async def sync(self, reading: asyncio.Future[Any], timeout: float = 10.0) -> bool:
+        """Send a ping and wait for its pong while ``reading`` (the task calling :meth:`receive`) runs.
+
+        The server handles frames in order, so once the pong is back every
+        frame sent before it was processed, and any reply to them written.
+        Returns False when the connection ended (or ``timeout`` passed) first.
+        """
+        self.pong.clear()
+        self.send(b"sync", opcode=0x9)
+        await self.drain()
+        waiter = asyncio.ensure_future(self.pong.wait())
+        done, _ = await asyncio.wait({waiter, reading}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        # Let the reader take what came with the pong (an ABORT, a close) before the next frame goes.
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return waiter in done and not reading.done()
+
     async def drain(self) -> None:
         try:
             await self.writer.drain()
@@ -608,6 +629,10 @@ class WebSocketClient:
                 return None
             if opcode == 0x9:
                 self.send(payload, opcode=0xA)
+                continue
+            if opcode == 0xA:
+                self.pongs += 1
+                self.pong.set()
                 continue
             if opcode == 0x1:
                 return payload.decode("utf-8")

@@ -1,9 +1,9 @@
 """Fuzzing a real gateway: thousands of hostile WAMP messages, and well-behaved sessions that must not notice.
 
 One bounded, seeded campaign (``tests/fuzz_campaign.py``): 5,000 generated
-messages from :mod:`wamp_fuzz` over about 80 connections' worth of both
-subprotocols (more connections in fact: the gateway closes many early),
-with a SQLite store, while the web app publishes numbered events over HTTP and two
+messages from :mod:`wamp_fuzz`, 40 connections at a time of both
+subprotocols, a new connection whenever the gateway closes one (about 1,600
+in all: most protocol violations end a session), with a SQLite store, while the web app publishes numbered events over HTTP and two
 well-behaved subscribers (JSON, msgpack) receive them. Longer runs:
 ``tools/fuzz_gateway.py``. The properties:
 
@@ -46,7 +46,7 @@ def run(gateway: GatewayProcess, messages: int, connections: int, seed: int) -> 
 def test_fuzzed_gateway_stays_up_answers_cleanly_and_loses_no_event(
     gateway_process: Callable[..., GatewayProcess], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """5,000 hostile messages on 80-odd connections: clean closes, no traceback, every HTTP event delivered with consecutive offsets."""
+    """5,000 hostile messages on some 1,600 connections: clean closes, no traceback, every HTTP event delivered with consecutive offsets."""
     gateway = gateway_process(*GATEWAY_FLAGS, env={"TELEGRAPHY_STORE": f"sqlite:///{tmp_path / 'fuzz.sqlite3'}"})
     report = run(gateway, messages=5000, connections=80, seed=11)
     log = gateway.stderr()
