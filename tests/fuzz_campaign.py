@@ -20,7 +20,10 @@ What runs at once:
 - two well-behaved subscribers (one per serializer) on the web app's topic
   :data:`wamp_fuzz.APP_TOPIC` (and on a fuzzed topic, to take hostile events);
 - a well-behaved publisher: ``POST /publish`` of numbered events on the web
-  app's topic, spread over the run.
+  app's topic, spread over the run;
+- a well-behaved "closing publisher": now and then a signed-in session that
+  writes its PUBLISH (on the fuzzed topic the subscribers hold) and its Close
+  frame in one go; those events must arrive too.
 
 At the end each good subscriber drops its connection and resumes from the
 first event it received: the replay must hold every later event (the
@@ -36,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import struct
 import time
 import urllib.error
 import urllib.request
@@ -82,6 +86,9 @@ class Report:
     #: Per good subscriber: seq → (epoch, offset) or None when the EVENT carried no offset.
     received: dict[str, dict[int, Any]] = field(default_factory=dict)
     duplicates: dict[str, int] = field(default_factory=dict)
+    #: Events of the closing publisher (PUBLISH and Close frame in one write), and who received which.
+    closing_published: list[int] = field(default_factory=list)
+    closing_received: dict[str, set[int]] = field(default_factory=dict)
     #: Per good subscriber: what its resume after the campaign replayed, and which events it missed.
     replays: dict[str, str] = field(default_factory=dict)
     replay_missing: dict[str, list[int]] = field(default_factory=dict)
@@ -90,6 +97,10 @@ class Report:
     def lost(self) -> dict[str, list[int]]:
         """Return, per good subscriber, the published event numbers it never received."""
         return {name: [seq for seq in self.published if seq not in got] for name, got in self.received.items()}
+
+    def closing_lost(self) -> dict[str, list[int]]:
+        """Return, per good subscriber, the closing publisher's events it never received."""
+        return {name: [k for k in self.closing_published if k not in got] for name, got in self.closing_received.items()}
 
     def without_offset(self) -> dict[str, list[int]]:
         """Return, per good subscriber, the event numbers it received without a stream offset."""
@@ -120,6 +131,11 @@ class Report:
                 f"without offset {len(self.without_offset()[name])}, offset gaps {len(self.offset_gaps()[name])}, "
                 f"duplicates {self.duplicates.get(name, 0)}"
             )
+        closing_lost = self.closing_lost()
+        lines.append(
+            f"closing publisher (PUBLISH then Close in one write): {len(self.closing_published)} published, lost by "
+            + ", ".join(f"{name} {len(lost)}" for name, lost in sorted(closing_lost.items()))
+        )
         for name, outcome in sorted(self.replays.items()):
             lines.append(f"resume of {name} after the run: {outcome}")
         return lines
@@ -244,6 +260,10 @@ class _Subscriber:
         self.as_msgpack = as_msgpack
         self.report = report
         self.app_subscription: int | None = None
+        self.fuzz_subscription: int | None = None
+        #: Numbers of the closing publisher's events received on the fuzzed topic.
+        self.closing_got: set[int] = set()
+        report.closing_received[name] = self.closing_got
         self.got: dict[int, Any] = {}
         report.received[name] = self.got
         self.reader: asyncio.Future[None] | None = None
@@ -263,6 +283,8 @@ class _Subscriber:
             assert _kind(reply) == "SUBSCRIBED", f"{name} could not subscribe to {topic}: {reply}"
             if topic == APP_TOPIC:
                 self.app_subscription = reply[2]
+            else:
+                self.fuzz_subscription = reply[2]
         self.reader = asyncio.ensure_future(self._read())
         return self
 
@@ -276,6 +298,11 @@ class _Subscriber:
                 self.ended = f"close:{self.ws.close_code}" if self.ws.close_code is not None else "dropped"
                 return
             message = _decode(data)
+            if _kind(message) == "EVENT" and message[1] == self.fuzz_subscription and len(message) >= 5:
+                arg = message[4][0] if isinstance(message[4], list) and message[4] else None
+                if isinstance(arg, dict) and type(arg.get("closing")) is int and len(arg) == 1:
+                    self.closing_got.add(arg["closing"])
+                continue
             if _kind(message) != "EVENT" or message[1] != self.app_subscription or len(message) < 5:
                 continue
             details, args = message[3], message[4]
@@ -371,6 +398,38 @@ async def _publisher(base_url: str, secret: str, budget: _Budget, total: int, ev
             report.publish_failures.append(failure)
 
 
+async def _closing_publisher(host: str, port: int, path: str, secret: str, budget: _Budget, total: int, events: int, report: Report) -> None:
+    """Publish ``events`` events on the fuzzed topic, each from a new session that closes in the same write.
+
+    A well-behaved client may well send its last PUBLISH and the Close frame
+    together; the event must still reach the subscribers.
+    """
+    for number in range(1, events + 1):
+        threshold = total - total * number // (events + 1)
+        while budget.messages > threshold:
+            await asyncio.sleep(0.01)
+        as_msgpack = number % 2 == 0
+        try:
+            ws = await WebSocketClient.connect(host, port, path, "wamp.2.msgpack" if as_msgpack else "wamp.2.json", STEP)
+        except (ConnectionError, OSError, asyncio.TimeoutError) as exc:
+            report.publish_failures.append(f"closing publisher could not connect: {exc}")
+            continue
+        try:
+            if await _join(ws, as_msgpack, secret, "closing-publisher") is None:
+                report.publish_failures.append("closing publisher could not join")
+                continue
+            publish = encode([16, number, {}, FUZZ_TOPICS[0], [{"closing": number}]], as_msgpack)
+            ws.send_frames([(publish, 0x2 if as_msgpack else 0x1), (struct.pack("!H", 1000), 0x8)])
+            await ws.drain()
+            while await ws.receive(STEP) is not None:
+                pass
+            report.closing_published.append(number)
+        except asyncio.TimeoutError:
+            report.publish_failures.append("closing publisher: no close in time")
+        finally:
+            ws.abort()
+
+
 async def run_campaign(
     host: str,
     port: int,
@@ -393,10 +452,16 @@ async def run_campaign(
     ]
     try:
         lanes = [_lane(i, host, port, path, secret, seed, budget, report) for i in range(concurrency)]
-        await asyncio.gather(_publisher(f"http://{host}:{port}", secret, budget, messages, events, report), *lanes)
+        await asyncio.gather(
+            _publisher(f"http://{host}:{port}", secret, budget, messages, events, report),
+            _closing_publisher(host, port, path, secret, budget, messages, max(10, events // 5), report),
+            *lanes,
+        )
         # The good subscribers catch up: everything published must arrive.
         deadline = time.monotonic() + STEP
-        while time.monotonic() < deadline and any(s.ended == "" and len(s.got) < len(report.published) for s in subscribers):
+        while time.monotonic() < deadline and any(
+            s.ended == "" and (len(s.got) < len(report.published) or len(s.closing_got) < len(report.closing_published)) for s in subscribers
+        ):
             await asyncio.sleep(0.05)
         for subscriber in subscribers:
             if subscriber.ended:

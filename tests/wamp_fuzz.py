@@ -499,6 +499,22 @@ class ConnectionOutcome:
     ending: str = ""
 
 
+def _masked_frame(payload: bytes, op: int) -> bytes:
+    """Return one final client frame (RFC 6455 §5.2): FIN, ``op``, a random mask, the masked payload."""
+    mask = os.urandom(4)
+    length = len(payload)
+    if length < 126:
+        head = struct.pack("!BB", 0x80 | op, 0x80 | length)
+    elif length < 65536:
+        head = struct.pack("!BBH", 0x80 | op, 0x80 | 126, length)
+    else:
+        head = struct.pack("!BBQ", 0x80 | op, 0x80 | 127, length)
+    if not payload:
+        return head + mask
+    key = int.from_bytes((mask * (length // 4 + 1))[:length], "big")
+    return head + mask + (int.from_bytes(payload, "big") ^ key).to_bytes(length, "big")
+
+
 class WebSocketClient:
     """A bare RFC 6455 client on asyncio streams: masked frames out, every frame in, exact close codes.
 
@@ -551,23 +567,17 @@ class WebSocketClient:
 
     def send(self, payload: bytes, binary: bool = False, opcode: int | None = None) -> None:
         """Queue one masked frame (text unless ``binary``; any ``opcode`` if given)."""
+        self.send_frames([(payload, opcode if opcode is not None else (0x2 if binary else 0x1))])
+
+    def send_frames(self, frames: list[tuple[bytes, int]]) -> None:
+        """Queue several masked frames ``(payload, opcode)`` in one write (so they reach the server together)."""
         if self.ended:
             return
-        op = opcode if opcode is not None else (0x2 if binary else 0x1)
-        mask = os.urandom(4)
-        length = len(payload)
-        if length < 126:
-            head = struct.pack("!BB", 0x80 | op, 0x80 | length)
-        elif length < 65536:
-            head = struct.pack("!BBH", 0x80 | op, 0x80 | 126, length)
-        else:
-            head = struct.pack("!BBQ", 0x80 | op, 0x80 | 127, length)
-        if payload:
-            masked = (int.from_bytes(payload, "big") ^ int.from_bytes((mask * (length // 4 + 1))[:length], "big")).to_bytes(length, "big")
-        else:
-            masked = b""
+        data = b"".join(_masked_frame(payload, op) for payload, op in frames)
+        if any(op == 0x8 for _, op in frames):
+            self._sent_close = True
         try:
-            self.writer.write(head + mask + masked)
+            self.writer.write(data)
         except (ConnectionError, RuntimeError):
             self.ended = True
 

@@ -9,6 +9,8 @@ well-behaved subscribers (JSON, msgpack) receive them. Longer runs:
 
 - every hostile connection ends with a close frame (ABORT/ERROR before it
   where WAMP applies), none is dropped or hangs;
+- every event a well-behaved client publishes in the same write as its
+  Close frame reaches both good subscribers;
 - every event the web app published reaches both good subscribers, once,
   with an offset, offsets consecutive; and again when they drop their
   connection and resume from the first one (the hostile payloads stored on
@@ -58,6 +60,11 @@ def test_fuzzed_gateway_stays_up_answers_cleanly_and_loses_no_event(
     problems = []
     if report.unclean:
         problems.append(f"{len(report.unclean)} connections ended without a close frame or hung, e.g. {report.unclean[:3]}")
+    for name, lost in report.closing_lost().items():
+        if lost:
+            problems.append(
+                f"subscriber {name} lost {len(lost)} of {len(report.closing_published)} events published right before a Close frame: {lost[:10]}"
+            )
     for name, lost in report.lost().items():
         if lost:
             problems.append(f"subscriber {name} lost {len(lost)} of {len(report.published)} events: {lost[:10]}")
