@@ -14,6 +14,10 @@ to one session of an in-memory router, encoded as a ``wamp.2.json`` or a
 - two well-behaved subscribers (one per serializer) still receive the web
   app's event published after the hostile input, once each.
 
+And one property of the WebSocket layer beneath (``telegraphy/websocket.py``,
+sans-I/O as well): the messages before a Close frame or a bad frame all come
+out, in order, however the byte stream is split into reads.
+
 Bounded: ``derandomize=True`` and modest example counts, so the file runs in
 well under a minute and gives the same verdict on every run.
 """
@@ -172,6 +176,73 @@ def test_seeded_hostile_frames_never_raise(codec_name: str) -> None:
         frame = fuzzer.frame(as_msgpack)
         feed(world, session, None, frame.binary, raw=frame.data)
     world.check_unaffected()
+
+
+# The WebSocket layer under the core (telegraphy/websocket.py, sans-I/O too) --------------------------
+
+
+def _client_frame(fin: bool, opcode: int, payload: bytes) -> bytes:
+    """One masked client frame (RFC 6455 §5.2); the mask is fixed, which the server must not care about."""
+    from wamp_fuzz import _masked_frame
+
+    data = _masked_frame(payload, opcode)
+    return data if fin else bytes((data[0] & 0x7F,)) + data[1:]
+
+
+_ws_items = st.one_of(
+    st.tuples(st.just("text"), st.text(max_size=40), st.integers(1, 3)),
+    st.tuples(st.just("binary"), st.binary(max_size=40), st.integers(1, 3)),
+    st.tuples(st.just("ping"), st.binary(max_size=10), st.just(1)),
+)
+_ws_ends = st.sampled_from(("close", "close-empty", "invalid-utf8", "reserved-bits", "unmasked", "none"))
+
+
+def _stream(items: list[tuple[str, Any, int]], end: str) -> tuple[bytes, list[bytes | str]]:
+    """Return the bytes of ``items`` (messages in ``parts`` fragments, pings) then ``end``, and the messages they carry."""
+    from telegraphy.websocket import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT
+
+    data = b""
+    messages: list[bytes | str] = []
+    for kind, payload, parts in items:
+        if kind == "ping":
+            data += _client_frame(True, OP_PING, payload)
+            continue
+        raw = payload.encode("utf-8") if kind == "text" else payload
+        cuts = [len(raw) * i // parts for i in range(parts + 1)]
+        for index in range(parts):
+            opcode = (OP_TEXT if kind == "text" else OP_BINARY) if index == 0 else OP_CONTINUATION
+            data += _client_frame(index == parts - 1, opcode, raw[cuts[index] : cuts[index + 1]])
+        messages.append(payload)
+    data += {
+        "close": _client_frame(True, OP_CLOSE, b"\x03\xe8bye"),
+        "close-empty": _client_frame(True, OP_CLOSE, b""),
+        "invalid-utf8": _client_frame(True, OP_TEXT, b"\xe5\xa9C"),
+        "reserved-bits": bytes((0xC1,)) + _client_frame(True, OP_TEXT, b"x")[1:],
+        "unmasked": bytes((0x81, 0x01)) + b"x",
+        "none": b"",
+    }[end]
+    return data, messages
+
+
+@SETTINGS
+@given(st.lists(_ws_items, max_size=5), _ws_ends, st.lists(st.integers(0, 10_000), max_size=6))
+def test_websocket_messages_before_a_close_or_an_error_are_delivered_however_the_bytes_arrive(
+    items: list[tuple[str, Any, int]], end: str, cuts: list[int]
+) -> None:
+    """Every complete message before a Close frame or a bad frame comes out, in order, wherever TCP split the stream (issue 11 #12)."""
+    from telegraphy.websocket import ClosedByPeer, ClosedByProtocol, ServerConnection
+
+    data, expected = _stream(items, end)
+    points = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
+    connection = ServerConnection()
+    got: list[bytes | str] = []
+    for start, stop in zip(points, points[1:]):
+        try:
+            got.extend(m.data for m in connection.receive_data(data[start:stop]))
+        except (ClosedByPeer, ClosedByProtocol) as exc:
+            got.extend(m.data for m in getattr(exc, "messages", ()))
+            break
+    assert got == expected, f"stream split at {points}: got {got!r}, expected {expected!r}"
 
 
 def test_zz_summary(capsys: pytest.CaptureFixture[str]) -> None:
