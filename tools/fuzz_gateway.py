@@ -4,7 +4,7 @@ Starts a gateway on 127.0.0.1 (this checkout, a fresh secret, the flags the
 campaign needs), runs the seeded campaign of ``tests/fuzz_campaign.py``
 against it, stops it, and prints: messages sent, connections, replies by
 kind, connection endings by close code, unclean endings, events the
-well-behaved subscribers lost, and the tracebacks and "could not …" error
+well-behaved subscribers lost (live, and on resume), and the tracebacks and "could not …" error
 lines in the gateway's log (grouped by their last line)::
 
     python tools/fuzz_gateway.py --messages 20000 --connections 3000 --seed 11
@@ -98,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     for cause, count in failures.most_common():
         print(f"  {count:6d}  {cause}")
     lost = sum(len(v) for v in report.lost().values())
-    print(f"events lost: {lost}")
+    closing_lost = sum(len(v) for v in report.closing_lost().values())
+    print(f"events lost: {lost + closing_lost} (web app's over HTTP: {lost}; published right before a Close frame: {closing_lost}; summed over both subscribers)")
+    lost += closing_lost
     return 1 if report.unclean or lost or "Traceback" in log or not alive else 0
 
 
