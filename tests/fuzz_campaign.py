@@ -441,8 +441,13 @@ async def run_campaign(
     concurrency: int = 40,
     events: int = 100,
     path: str = "/ws",
+    catch_up: float = STEP,
 ) -> Report:
-    """Run one campaign against the gateway at ``host:port`` (see the module docstring) and return its report."""
+    """Run one campaign against the gateway at ``host:port`` (see the module docstring) and return its report.
+
+    ``catch_up`` is how many seconds the well-behaved subscribers get, after
+    the last frame, to receive what they have not received yet.
+    """
     started = time.monotonic()
     report = Report(seed=seed)
     budget = _Budget(messages, connections)
@@ -458,7 +463,7 @@ async def run_campaign(
             *lanes,
         )
         # The good subscribers catch up: everything published must arrive.
-        deadline = time.monotonic() + STEP
+        deadline = time.monotonic() + catch_up
         while time.monotonic() < deadline and any(
             s.ended == "" and (len(s.got) < len(report.published) or len(s.closing_got) < len(report.closing_published)) for s in subscribers
         ):

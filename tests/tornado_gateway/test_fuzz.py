@@ -41,7 +41,9 @@ FAILURE_LINES = re.compile(r"Traceback|could not (deliver|store|save|serve)|pers
 def run(gateway: GatewayProcess, messages: int, connections: int, seed: int) -> Report:
     assert gateway.secret is not None
     return asyncio.run(
-        asyncio.wait_for(run_campaign("127.0.0.1", gateway.port, gateway.secret, messages=messages, connections=connections, seed=seed), 170)
+        asyncio.wait_for(
+            run_campaign("127.0.0.1", gateway.port, gateway.secret, messages=messages, connections=connections, seed=seed, catch_up=15), 85
+        )
     )
 
 
