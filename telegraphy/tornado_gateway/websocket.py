@@ -174,6 +174,7 @@ class WampWebSocketProtocol(asyncio.Protocol):
 
     __slots__ = (
         "_close_timer",
+        "_draining",
         "_largest",
         "_paused",
         "_response",
@@ -202,6 +203,8 @@ class WampWebSocketProtocol(asyncio.Protocol):
         self._paused = False
         #: The largest frame written since the write buffer last drained.
         self._largest = 0
+        #: After a protocol error: what the peer still sends is read and dropped.
+        self._draining = False
 
     # asyncio.Protocol ----------------------------------------------------------
 
@@ -221,6 +224,8 @@ class WampWebSocketProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_seen = time.monotonic()
+        if self._draining:
+            return
         try:
             messages = self.connection.receive_data(data)
         except (ClosedByPeer, ClosedByProtocol) as exc:
@@ -236,6 +241,16 @@ class WampWebSocketProtocol(asyncio.Protocol):
                         break
                 self._write_now(session.data_to_send())
             self._write_control()
+            if isinstance(exc, ClosedByProtocol) and self._transport is not None and self._transport.can_write_eof():
+                # RFC 6455 §7.1.1: the close frame must reach a peer that is
+                # still sending. Closing now, with its frames unread, makes
+                # the kernel reset the connection and drop the close frame:
+                # so half-close, read and drop what still comes, and close
+                # when the peer does or after CLOSE_TIMEOUT.
+                self._draining = True
+                self._transport.write_eof()
+                self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self._finish, True)
+                return
             self._finish()
             return
         self._write_control()  # pongs
