@@ -25,6 +25,7 @@ prepared once and written to every subscriber unchanged).
 from __future__ import annotations
 
 import base64
+import codecs
 import hashlib
 import struct
 from dataclasses import dataclass
@@ -151,7 +152,7 @@ class ServerConnection:
     before the end), write :meth:`data_to_send` and close the socket.
     """
 
-    __slots__ = ("_buffer", "_fragments", "_fragments_size", "_opcode", "_out", "closing", "max_message_size")
+    __slots__ = ("_buffer", "_decoder", "_fragments", "_fragments_size", "_opcode", "_out", "closing", "max_message_size")
 
     def __init__(self, max_message_size: int = 1 << 20) -> None:
         self.max_message_size = max_message_size
@@ -159,6 +160,8 @@ class ServerConnection:
         self._fragments: list[bytes] = []
         self._fragments_size = 0
         self._opcode: int | None = None
+        #: Checks a fragmented text message's UTF-8 as its fragments arrive.
+        self._decoder: codecs.IncrementalDecoder | None = None
         self._out: list[bytes] = []
         #: True once a close frame was sent; nothing but the peer's close is expected then.
         self.closing = False
@@ -248,16 +251,26 @@ class ServerConnection:
             if fin:
                 return self._message(opcode, payload)
             self._opcode = opcode
+            if opcode == OP_TEXT:
+                self._decoder = _utf8_decoder()
         else:
             raise self._fail(CLOSE_PROTOCOL_ERROR, f"unknown opcode {opcode}")
         self._fragments_size += len(payload)
         if self._fragments_size > self.max_message_size:
             raise self._fail(CLOSE_MESSAGE_TOO_BIG, f"message over {self.max_message_size} bytes")
+        decoder = self._decoder
+        if decoder is not None:
+            # RFC 6455 §8.1: fail fast on invalid UTF-8, not only once the
+            # last fragment is in (the decoder keeps a split character).
+            try:
+                decoder.decode(payload, final=bool(fin))
+            except UnicodeDecodeError:
+                raise self._fail(CLOSE_INVALID_DATA, "text message is not valid utf-8") from None
         self._fragments.append(payload)
         if not fin:
             return None
         assert self._opcode is not None
-        opcode, self._opcode = self._opcode, None
+        opcode, self._opcode, self._decoder = self._opcode, None, None
         data = b"".join(self._fragments)
         self._fragments.clear()
         self._fragments_size = 0
@@ -289,3 +302,6 @@ class ServerConnection:
             self.closing = True
             self._out.append(close_frame(code) if payload else frame(OP_CLOSE, b""))
         return ClosedByPeer(code, reason)
+
+
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")

@@ -288,6 +288,19 @@ def test_invalid_utf8_across_fragments() -> None:
     assert protocol_error(connection, client_frame(OP_CONTINUATION, b"\xc3")).code == 1007
 
 
+def test_invalid_utf8_in_a_first_fragment_fails_at_once() -> None:
+    """Invalid UTF-8 in a fragment closes with 1007 when it arrives, not when the message ends (RFC 6455 §8.1, fail fast)."""
+    connection = ServerConnection()
+    assert protocol_error(connection, client_frame(OP_TEXT, b"ok\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xb5\xed\xa0\x80", fin=False)).code == 1007
+
+
+def test_a_character_split_between_fragments_is_fine() -> None:
+    """A UTF-8 character split across two fragments is valid: the check carries the half character over."""
+    connection = ServerConnection()
+    assert connection.receive_data(client_frame(OP_TEXT, "caf\u00e9".encode()[:4], fin=False)) == []
+    assert connection.receive_data(client_frame(OP_CONTINUATION, "caf\u00e9".encode()[4:])) == [Message("caf\u00e9")]
+
+
 def test_invalid_utf8_in_binary_is_fine() -> None:
     """Binary messages are not checked for UTF-8."""
     assert ServerConnection().receive_data(client_frame(OP_BINARY, b"\xff\xfe")) == [Message(b"\xff\xfe")]
