@@ -36,6 +36,7 @@ __all__ = [
     "CLOSE_NORMAL",
     "CLOSE_POLICY",
     "CLOSE_PROTOCOL_ERROR",
+    "CLOSE_SLOW_CONSUMER",
     "PING",
     "ClosedByPeer",
     "ClosedByProtocol",
@@ -53,6 +54,9 @@ CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_INVALID_DATA = 1007
 CLOSE_POLICY = 1008
 CLOSE_MESSAGE_TOO_BIG = 1009
+#: The close a client that stops reading gets, on every transport (a WebSocket
+#: close frame, or SockJS's ``c[1008,"slow consumer: outgoing buffer full"]``).
+CLOSE_SLOW_CONSUMER = (CLOSE_POLICY, "slow consumer: outgoing buffer full")
 
 OP_CONTINUATION = 0x0
 OP_TEXT = 0x1

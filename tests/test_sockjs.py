@@ -438,7 +438,7 @@ def test_queue_over_budget_closes_as_slow_consumer() -> None:
     assert session.state is SessionState.CLOSING and session.pending == 0
     receiver = polling()
     session.attach(receiver, 1.0)
-    assert receiver.frames == [b'c[1008,"Slow consumer: outgoing buffer full"]']
+    assert receiver.frames == [b'c[1008,"slow consumer: outgoing buffer full"]']
 
 
 def test_sends_to_a_closed_session_are_dropped() -> None:
@@ -712,7 +712,7 @@ def test_slow_sockjs_consumer_is_closed_and_counted() -> None:
     for _ in range(20):
         host.router.publish_event({"name": "t", "meta": {}, "data": {"pad": "x" * 200}})
         host.flush()
-    assert session.state is SessionState.CLOSING and session.close_reason == (1008, "Slow consumer: outgoing buffer full")
+    assert session.state is SessionState.CLOSING and session.close_reason == (1008, "slow consumer: outgoing buffer full")
     assert host.metrics.slow_consumers == 1 and host.connections == set()
 
 

@@ -62,6 +62,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from telegraphy.websocket import CLOSE_SLOW_CONSUMER
+
 from .errors import LocalProtocolError, SessionNotFound
 from .frames import ANOTHER_CONNECTION, HEARTBEAT, OPEN, close_frame, encode_literal, message_frame
 
@@ -84,8 +86,6 @@ logger = logging.getLogger("telegraphy.sockjs")
 CLOSE_INTERRUPTED = (1002, "Connection interrupted")
 #: The close of the test suite's ``close`` service.
 CLOSE_GO_AWAY = (3000, "Go away!")
-#: A session whose queue grew past its budget while no receiver was attached.
-CLOSE_SLOW_CONSUMER = (1008, "Slow consumer: outgoing buffer full")
 
 
 class SessionState(enum.Enum):

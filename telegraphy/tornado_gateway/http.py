@@ -57,7 +57,7 @@ from telegraphy.event import InvalidEvent, json_type, validate_event
 from telegraphy.tokens import TokenError, verify_manage_token, verify_publish_token
 from telegraphy.wamp.serializer import unportable
 from telegraphy.tornado_gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from telegraphy.tornado_gateway.server import TrustedProxies, is_local_request
+from telegraphy.tornado_gateway.server import LINGER_BYTES, TrustedProxies, is_local_request
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -83,11 +83,11 @@ logger = logging.getLogger("telegraphy.gateway.http")
 JSON_CONTENT_TYPE = "application/json"
 
 #: A too-large body is still read (and thrown away) up to this many times
-#: the limit (and at least MIN_DRAIN bytes), so the client, which is usually
-#: busy sending, gets a clean 413 and keeps its connection; beyond that the
-#: 413 is sent at once and the connection closed.
+#: the limit (and at least the server's :data:`~.server.LINGER_BYTES`, what
+#: it reads of any refused body), so the client, which is usually busy
+#: sending, gets a clean 413 and keeps its connection; beyond that the 413 is
+#: sent at once and the connection closed.
 DRAIN_FACTOR = 4
-MIN_DRAIN = 8 * 1024 * 1024
 
 # The code of each status when Tornado, not us, raised the error.
 _STATUS_CODES = {
@@ -357,7 +357,7 @@ class PublishHandler(_GatewayHandler):
         self._refusal: ApiError | None = None
         self._counted = False
         limit = gateway.config.max_body_size
-        self._drain_limit = max(DRAIN_FACTOR * limit, MIN_DRAIN)
+        self._drain_limit = max(DRAIN_FACTOR * limit, LINGER_BYTES)
 
     def prepare(self) -> None:
         """Check method, size, media type and token before the body arrives."""

@@ -51,12 +51,14 @@ from telegraphy.sockjs import (
     SessionNotFound,
     SessionOptions,
     SessionRegistry,
+    SessionState,
     SockJSSession,
 )
 from telegraphy.sockjs.echo import CloseHandler, EchoHandler
 from telegraphy.sockjs.frames import (
     EVENTSOURCE_PRELUDE,
     XHR_STREAMING_PRELUDE,
+    close_frame,
     decode_form_messages,
     decode_messages,
     decode_websocket_message,
@@ -87,6 +89,7 @@ from telegraphy.sockjs.wamp import WampSockJSConnection
 from telegraphy.websocket import (
     CLOSE_NORMAL,
     CLOSE_PROTOCOL_ERROR,
+    CLOSE_SLOW_CONSUMER,
     CLOSE_UNSUPPORTED_DATA,
     OP_TEXT,
     ClosedByPeer,
@@ -97,7 +100,7 @@ from telegraphy.websocket import (
 )
 
 from .sockjs_nodes import NodeUnreachable, SockJSNodes
-from .websocket import CLOSE_TIMEOUT, WebSocketUpgradeHandler
+from .websocket import CLOSE_TIMEOUT, OutgoingBuffer, WebSocketUpgradeHandler
 
 __all__ = ["SockJSServer", "SockJSService", "sockjs_server"]
 
@@ -130,8 +133,9 @@ class SockJSService:
         response_limit: bytes after which a streaming response is ended.
         max_post: largest send body, bytes.
         max_message_size: largest WebSocket message, bytes.
-        outgoing_buffer: unsent bytes per connection before a slow consumer
-            is dropped.
+        outgoing_buffer: unsent bytes per connection, beyond its largest
+            frame, before it is closed as a slow consumer (see
+            :class:`~.websocket.OutgoingBuffer`).
         client_url: the sockjs-client script the iframe page loads; empty
             for the bundled copy, served at ``<prefix>/sockjs.min.js``.
         client_integrity: the Subresource Integrity value of ``client_url``
@@ -191,7 +195,8 @@ class SockJSService:
         return self.origins is None or origin_allowed(origin, host, self.origins)
 
     def slow_consumer(self, peer: str) -> None:
-        logger.warning("disconnecting slow sockjs consumer %s: over %d unsent bytes", peer, self.outgoing_buffer)
+        """Log and count a connection closed as a slow consumer."""
+        logger.warning("closing slow sockjs consumer %s: over %d unsent bytes", peer, self.outgoing_buffer)
         if self.metrics is not None:
             self.metrics.slow_consumers += 1
 
@@ -451,7 +456,7 @@ class ClientScriptHandler(SockJSHandler):
 class HttpReceiver:
     """A receiving request as the session sees it (see :class:`telegraphy.sockjs.Receiver`)."""
 
-    __slots__ = ("done", "handler", "prelude", "response_limit", "wrap")
+    __slots__ = ("done", "handler", "outgoing", "prelude", "response_limit", "slow", "wrap")
 
     def __init__(self, handler: ReceivingHandler, wrap: Callable[[bytes], bytes], response_limit: float, prelude: bytes = b"") -> None:
         self.handler = handler
@@ -460,6 +465,10 @@ class HttpReceiver:
         #: The streaming prelude, until it is sent (its own chunk, before the first frame).
         self.prelude = prelude
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        #: The slow-consumer rule of a streaming response.
+        self.outgoing = OutgoingBuffer(handler.service.outgoing_buffer)
+        #: Set once the response is being closed as a slow consumer.
+        self.slow = False
 
     def start(self) -> None:
         """Send the prelude now, if it was not yet."""
@@ -475,16 +484,26 @@ class HttpReceiver:
             handler = self.handler
             handler.write(data)
             if self.response_limit:  # streaming: each frame goes out now
-                try:
-                    handler.flush()
-                except tornado.iostream.StreamBufferFullError:
-                    handler.service.slow_consumer(str(handler.request.remote_ip))
-                    handler.http_connection().close()
+                stream = handler.http_connection().stream
+                outgoing = self.outgoing
+                if not _unsent(stream):
+                    outgoing.drained()
+                outgoing.wrote(len(data))
+                handler.flush()
+                if not self.slow and outgoing.over(_unsent(stream)):
+                    self.slow = True
+                    handler.close_slow_consumer()
         return len(data)
 
     def finish(self) -> None:
         if not self.done.done():
             self.done.set_result(None)
+
+
+def _unsent(stream: tornado.iostream.IOStream) -> int:
+    """Bytes written to ``stream`` that the socket has not taken yet."""
+    # IOStream keeps these two counters (since Tornado 5) but offers no accessor.
+    return stream._total_write_index - stream._total_write_done_index
 
 
 class ReceivingHandler(SockJSHandler):
@@ -517,9 +536,6 @@ class ReceivingHandler(SockJSHandler):
             return
         # The prelude goes out once the session took the receiver (a refusal is a 404 instead).
         self.receiver = receiver = HttpReceiver(self, wrap, service.response_limit if streaming else 0, prelude)
-        if streaming:
-            # Bound the unsent bytes: a stalled reader becomes a slow consumer.
-            self.http_connection().stream.max_write_buffer_size = service.outgoing_buffer
         now = time.monotonic()
         if owner is not None:
             assert nodes is not None
@@ -535,6 +551,14 @@ class ReceivingHandler(SockJSHandler):
         if session is not None:
             session.attach(receiver, now)
         await receiver.done
+        if receiver.slow:
+            # The close frame waits behind what the client did not read: a
+            # client that reads nothing more is dropped after CLOSE_TIMEOUT.
+            try:
+                await asyncio.wait_for(self.http_connection().stream.write(b""), CLOSE_TIMEOUT)
+            except (asyncio.TimeoutError, tornado.iostream.StreamClosedError):
+                self.http_connection().close()
+                return
         if streaming and self.request.version == "HTTP/1.0":
             # No chunked encoding in HTTP/1.0: the response ends with the connection.
             try:
@@ -547,6 +571,22 @@ class ReceivingHandler(SockJSHandler):
         connection = self.request.connection
         assert isinstance(connection, tornado.http1connection.HTTP1Connection)
         return connection
+
+    def close_slow_consumer(self) -> None:
+        """End the response with ``c[1008,"slow consumer: outgoing buffer full"]`` after what it carries, and close the session."""
+        receiver = self.receiver
+        if receiver is None or receiver.done.done():
+            return
+        self.service.slow_consumer(str(self.request.remote_ip))
+        if self.session is not None:
+            # Writes the close frame to this response, ends it, and ends the WAMP session.
+            self.session.close(*CLOSE_SLOW_CONSUMER)
+            return
+        # The session lives on another node: close this response here; the owner hears the receiver is gone.
+        receiver.write_frame(close_frame(*CLOSE_SLOW_CONSUMER))
+        receiver.finish()
+        if self.forwarded is not None and self.service.nodes is not None:
+            self.service.nodes.detach(self.forwarded)
 
     def on_connection_close(self) -> None:
         receiver, session = self.receiver, self.session
@@ -784,6 +824,7 @@ class SockJSWebSocket(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._close = (CLOSE_NORMAL, "")
+        self._outgoing = OutgoingBuffer(service.outgoing_buffer)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -827,8 +868,24 @@ class SockJSWebSocket(asyncio.Protocol):
                 return
 
     def pause_writing(self) -> None:
+        self._outgoing.paused = True
+        self._check_backlog()
+
+    def resume_writing(self) -> None:
+        self._outgoing.drained()
+
+    def _check_backlog(self) -> None:
+        """Close a slow consumer (see :class:`~.websocket.OutgoingBuffer`): ``c[1008,…]`` after what is queued, then the WebSocket close."""
+        transport, session = self._transport, self.session
+        if transport is None or session is None or session.state is not SessionState.OPEN or self.connection.closing:
+            return
+        if not self._outgoing.over(transport.get_write_buffer_size()):
+            return
         self.service.slow_consumer(self.peer)
-        self._end(abort=True)
+        # The session writes its close frame here and finishes this receiver,
+        # which sends the WebSocket close; a peer that reads nothing never
+        # gets them, and is dropped after CLOSE_TIMEOUT.
+        session.close(*CLOSE_SLOW_CONSUMER)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._close_timer is not None:
@@ -845,14 +902,23 @@ class SockJSWebSocket(asyncio.Protocol):
         if transport is None or self.connection.closing:
             return len(data)
         if not self.raw:
-            transport.write(self._text(data))
+            self._write(transport, [self._text(data)])
             return len(data)
         kind, payload = parse_frame(data)
         if kind == "a":
-            transport.write(b"".join(self._text(text.encode("utf-8")) for text in payload))
+            self._write(transport, [self._text(text.encode("utf-8")) for text in payload])
         elif kind == "c":
             self._close = (payload[0], payload[1])
         return len(data)
+
+    def _write(self, transport: asyncio.Transport, frames: list[bytes]) -> None:
+        """Write WebSocket frames in one go, under the slow-consumer rule."""
+        if not frames:
+            return
+        self._outgoing.wrote(max(map(len, frames)))
+        transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+        if self._outgoing.paused:
+            self._check_backlog()
 
     def finish(self) -> None:
         self._close_socket(*self._close)

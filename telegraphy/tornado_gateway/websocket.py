@@ -20,7 +20,8 @@ first) or when no WAMP subprotocol was agreed, 1007 for invalid UTF-8, 1008
 after an authentication failure, for a slow consumer or a missed ping, 1009
 for a message over the size limit, 1011 after an internal error.
 
-Slow consumers: a connection is closed (1008) when its unsent bytes exceed
+Slow consumers (:class:`OutgoingBuffer`, the rule every transport applies):
+a connection is closed (1008) when its unsent bytes exceed
 ``--outgoing-buffer`` beyond the largest single frame written since its
 buffer last drained; so one message bigger than the buffer (an event near
 ``--max-body-size``, say) reaches a client that reads, while a client that
@@ -44,8 +45,8 @@ from urllib.parse import urlsplit
 from telegraphy.tornado_gateway.http import JsonHandler
 from telegraphy.wamp import JSON, MSGPACK, WireCodec
 from telegraphy.websocket import (
-    CLOSE_POLICY,
     CLOSE_PROTOCOL_ERROR,
+    CLOSE_SLOW_CONSUMER,
     OP_BINARY,
     OP_TEXT,
     PING,
@@ -59,12 +60,50 @@ from telegraphy.websocket import (
 if TYPE_CHECKING:
     from .gateway import Gateway
 
-__all__ = ["SUBPROTOCOLS", "WampWebSocketProtocol", "WebSocketUpgradeHandler"]
+__all__ = ["SUBPROTOCOLS", "OutgoingBuffer", "WampWebSocketProtocol", "WebSocketUpgradeHandler"]
 
 logger = logging.getLogger("telegraphy.gateway")
 
 #: Seconds to wait for the peer's close frame after sending ours.
 CLOSE_TIMEOUT = 5.0
+
+
+class OutgoingBuffer:
+    """The slow-consumer rule of one connection, shared by every transport (WebSocket, SockJS).
+
+    A connection is a slow consumer when its unsent bytes exceed ``limit``
+    (``--outgoing-buffer``) beyond the largest single frame written since
+    its buffer last drained: one message bigger than the buffer reaches a
+    client that reads, a client that stops reading is cut after at most one
+    buffer's worth. The transport calls :meth:`wrote` with the size of each
+    frame it writes, :meth:`drained` when its buffer emptied (asyncio's
+    ``resume_writing``), and asks :meth:`over` with its unsent bytes; it
+    then closes with :data:`~telegraphy.websocket.CLOSE_SLOW_CONSUMER`
+    after what is already queued. ``paused`` says whether the unsent bytes
+    passed ``limit`` (asyncio's ``pause_writing``): only then need writes be
+    checked.
+    """
+
+    __slots__ = ("largest", "limit", "paused")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.largest = 0
+        self.paused = False
+
+    def wrote(self, size: int) -> None:
+        """Count one frame of ``size`` bytes written."""
+        if size > self.largest:
+            self.largest = size
+
+    def drained(self) -> None:
+        """The unsent bytes went back under the limit: start counting frames afresh."""
+        self.largest = 0
+        self.paused = False
+
+    def over(self, unsent: int) -> bool:
+        """Whether ``unsent`` bytes make the connection a slow consumer."""
+        return unsent - self.largest > self.limit
 
 
 def _framing(opcode: int) -> Any:
@@ -175,8 +214,7 @@ class WampWebSocketProtocol(asyncio.Protocol):
     __slots__ = (
         "_close_timer",
         "_draining",
-        "_largest",
-        "_paused",
+        "_outgoing",
         "_response",
         "_transport",
         "codec",
@@ -199,10 +237,7 @@ class WampWebSocketProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self.last_seen = time.monotonic()
-        #: Whether asyncio said the write buffer is over --outgoing-buffer.
-        self._paused = False
-        #: The largest frame written since the write buffer last drained.
-        self._largest = 0
+        self._outgoing = OutgoingBuffer(gateway.config.outgoing_buffer)
         #: After a protocol error: what the peer still sends is read and dropped.
         self._draining = False
 
@@ -266,26 +301,22 @@ class WampWebSocketProtocol(asyncio.Protocol):
                 return
 
     def pause_writing(self) -> None:
-        self._paused = True
+        self._outgoing.paused = True
         self._check_backlog()
 
     def resume_writing(self) -> None:
-        self._paused = False
-        self._largest = 0
+        self._outgoing.drained()
 
     def _check_backlog(self) -> None:
-        """Close a slow consumer: over --outgoing-buffer unsent, not counting its largest frame."""
+        """Close a slow consumer (see :class:`OutgoingBuffer`)."""
         transport = self._transport
-        if transport is None or self.connection.closing:
+        if transport is None or self.connection.closing or not self._outgoing.over(transport.get_write_buffer_size()):
             return
-        limit = self.gateway.config.outgoing_buffer
-        if transport.get_write_buffer_size() - self._largest <= limit:
-            return  # one big message on its way to a client that reads
-        logger.warning("closing slow consumer %s: over %d unsent bytes", self.peer, limit)
+        logger.warning("closing slow consumer %s: over %d unsent bytes", self.peer, self._outgoing.limit)
         self.gateway.metrics.slow_consumers += 1
         # Close code 1008 after what is queued; a peer that reads nothing
         # never gets it, and is dropped after CLOSE_TIMEOUT.
-        self.close_connection(CLOSE_POLICY, "slow consumer: outgoing buffer full")
+        self.close_connection(*CLOSE_SLOW_CONSUMER)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._close_timer is not None:
@@ -308,11 +339,9 @@ class WampWebSocketProtocol(asyncio.Protocol):
         transport = self._transport
         if not frames or transport is None:
             return
-        largest = len(frames[0]) if len(frames) == 1 else max(map(len, frames))
-        if largest > self._largest:
-            self._largest = largest
+        self._outgoing.wrote(len(frames[0]) if len(frames) == 1 else max(map(len, frames)))
         transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
-        if self._paused:
+        if self._outgoing.paused:
             self._check_backlog()
 
     def ping(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import signal
 import socket
@@ -221,6 +222,20 @@ def test_client_sending_a_whole_oversized_body_reads_413(shared: GatewayProcess,
         urllib.request.urlopen(request, timeout=STEP)
     assert info.value.code == 413
     assert json.loads(info.value.read())["error"] == "body_too_large"
+
+
+def test_publisher_sending_a_whole_oversized_body_reads_413(shared: GatewayProcess) -> None:
+    """A publisher that writes a whole 10 MB body to /publish before reading (as http.client does) reads the JSON 413, not a reset connection."""
+    connection = http.client.HTTPConnection("127.0.0.1", shared.port, timeout=STEP)
+    try:
+        headers = {"Authorization": f"Bearer {shared.publish_token()}", "Content-Type": "application/json"}
+        connection.request("POST", "/publish", body=b"x" * (10 * 1024 * 1024), headers=headers)
+        response = connection.getresponse()
+        assert response.status == 413
+        document = json.loads(response.read())
+    finally:
+        connection.close()
+    assert document["error"] == "body_too_large" and isinstance(document["detail"], str) and document["detail"], document
 
 
 def test_gateway_serves_after_malformed_requests(shared: GatewayProcess) -> None:

@@ -1,4 +1,4 @@
-"""WAMP over SockJS against a real gateway process: every transport, bad input, timeouts, origins.
+"""WAMP over SockJS against a real gateway process: every transport, bad input, timeouts, origins, slow consumers.
 
 :class:`SockJSWamp` is a WAMP client written by hand against the SockJS
 protocol (0.3.3) over one transport: it opens the receiving request(s),
@@ -15,6 +15,7 @@ import asyncio
 import http.client as http_client
 import json
 import re
+import socket
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,6 +26,8 @@ import tornado.httpclient
 import tornado.simple_httpclient
 import tornado.websocket
 from gateway_helpers import GatewayProcess, start_gateway, wait_for_async
+from test_websocket_transport import OP_TEXT, RawClient, connect, metrics  # noqa: F401 - connect is a fixture
+from test_websocket_transport import publish as publish_now
 
 from telegraphy.sockjs.http import bundled_client
 from telegraphy.tokens import mint_connect_token, mint_publish_token
@@ -914,3 +917,212 @@ def test_a_short_session_id_cannot_authenticate(gateway: GatewayProcess) -> None
         await anonymous.join()
 
     run(scenario())
+
+
+# Slow consumers ---------------------------------------------------------------------
+
+
+def sockjs_websocket(connect: Callable[..., RawClient], gateway: GatewayProcess, rcvbuf: int | None = None) -> RawClient:
+    """Open a SockJS WebSocket (``<prefix>/<server>/<session>/websocket``) by hand and read its open frame."""
+    client = connect(gateway, rcvbuf)
+    assert client.upgrade([], path=f"/sockjs/000/{uuid.uuid4().hex}/websocket").status == 101
+    assert client.next_frame() == (OP_TEXT, b"o")
+    return client
+
+
+def sockjs_frame(client: RawClient) -> bytes:
+    """Return the next SockJS frame of a hand-made SockJS WebSocket, skipping heartbeats."""
+    while True:
+        received = client.next_frame()
+        assert received is not None, "the gateway closed the TCP connection"
+        assert received[0] == OP_TEXT, received
+        if received[1] != b"h":
+            return received[1]
+
+
+def sockjs_call(client: RawClient, message: list[Any]) -> list[Any]:
+    """Send one WAMP message over a hand-made SockJS WebSocket and return the one answer."""
+    client.send_frame(OP_TEXT, json.dumps([json.dumps(message)]).encode())
+    frame = sockjs_frame(client)
+    assert frame[:1] == b"a", frame
+    (answer,) = json.loads(frame[1:])
+    result: list[Any] = json.loads(answer)
+    return result
+
+
+def test_sockjs_websocket_slow_consumer_gets_the_close_frame(gateway_process: Any, connect: Callable[..., RawClient]) -> None:
+    """A SockJS WebSocket client that stops reading gets, once it reads again, the queued events then c[1008,"slow consumer: outgoing buffer full"] and the close."""
+    gateway = gateway_process("--outgoing-buffer", "64K", "--max-message-size", "64K", "--max-body-size", "64K")
+    topic = "firehose"
+    slow = sockjs_websocket(connect, gateway, rcvbuf=4096)
+    assert sockjs_call(slow, HELLO)[0] == 2
+    slow_subscription = sockjs_call(slow, [32, 1, {}, topic])[2]
+    reader = sockjs_websocket(connect, gateway)
+    assert sockjs_call(reader, HELLO)[0] == 2
+    subscription = sockjs_call(reader, [32, 1, {}, topic])[2]
+    padding = "x" * 32_000
+    published = 0
+    # Bounded, as the /ws test: at most 400 events of 32 kB.
+    for published in range(1, 401):
+        publish_now(gateway, topic, {"n": published, "padding": padding})
+        frame = sockjs_frame(reader)
+        event = json.loads(json.loads(frame[1:])[0])
+        assert event[:2] == [36, subscription] and event[4][0]["data"]["n"] == published, frame[:200]
+        if published % 5 == 0 and metrics(gateway)["telegraphy_slow_consumers_total"] == 1:
+            break
+    else:
+        raise AssertionError(f"the slow consumer was not closed after {published} events")
+    # Reading again: the events queued before the cut, in order, then the SockJS close frame and the WebSocket close.
+    seen = 0
+    while (frame := sockjs_frame(slow))[:1] == b"a":
+        for text in json.loads(frame[1:]):
+            event = json.loads(text)
+            assert event[:2] == [36, slow_subscription] and event[4][0]["data"]["n"] == seen + 1, event[:4]
+            seen += 1
+    assert frame == b'c[1008,"slow consumer: outgoing buffer full"]'
+    assert 0 < seen < published
+    assert slow.expect_close() == (1000, "")
+    slow.finish_close(1000)
+    assert "Traceback" not in gateway.stderr()
+
+
+def test_sockjs_websocket_reader_gets_a_message_bigger_than_the_outgoing_buffer(gateway_process: Any, connect: Callable[..., RawClient]) -> None:
+    """One SockJS frame several times --outgoing-buffer (one event, several matching subscriptions) reaches a SockJS WebSocket client that reads; it is no slow consumer."""
+    gateway = gateway_process("--outgoing-buffer", "256K", "--max-message-size", "256K", "--max-body-size", "256K")
+    # A small window: the frame waits in the gateway's buffer while the client reads it.
+    client = sockjs_websocket(connect, gateway, rcvbuf=4096)
+    assert sockjs_call(client, HELLO)[0] == 2
+    # Eight subscriptions the event matches: its eight EVENTs go out as one SockJS frame.
+    subscriptions = [sockjs_call(client, [32, n, {"filter": {"n__lt": 100 + n}}, "big"])[2] for n in range(8)]
+    # A body under the limit (each quote is 2 bytes of JSON) whose EVENTs are
+    # not: SockJS escapes their JSON once more (4 bytes a quote), about 8 x 480 KB,
+    # more than the kernel takes at once on loopback.
+    quotes = '"' * 120_000
+    publish_now(gateway, "big", {"q": quotes, "n": 0})
+    frame = sockjs_frame(client)
+    assert len(frame) > 8 * 256 * 1024
+    events = [json.loads(text) for text in json.loads(frame[1:])]
+    assert sorted(event[1] for event in events) == sorted(subscriptions)
+    assert all(event[4][0]["data"] == {"q": quotes, "n": 0} for event in events)
+    publish_now(gateway, "big", {"after": True, "n": 106})
+    event = json.loads(json.loads(sockjs_frame(client)[1:])[0])
+    assert event[4][0]["data"] == {"after": True, "n": 106}
+    assert metrics(gateway)["telegraphy_slow_consumers_total"] == 0
+
+
+class StreamingReader:
+    """An ``xhr_streaming`` response read by hand from a socket, whose reading can pause."""
+
+    def __init__(self, gateway: GatewayProcess, session_id: str, rcvbuf: int) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(STEP)
+        self.sock.connect(("127.0.0.1", gateway.port))
+        self.sock.sendall(f"POST /sockjs/000/{session_id}/xhr_streaming HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\n\r\n".encode())
+        self.raw = bytearray()
+        self.body = bytearray()
+        self.ended = False
+        while b"\r\n\r\n" not in self.raw:
+            self._recv()
+        head, _, rest = bytes(self.raw).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and b"chunked" in head.lower(), head
+        self.raw = bytearray(rest)
+
+    def _recv(self) -> None:
+        chunk = self.sock.recv(1 << 16)
+        assert chunk, f"the gateway closed the connection (response ended: {self.ended})"
+        self.raw += chunk
+
+    def _dechunk(self) -> None:
+        while not self.ended and (end := self.raw.find(b"\r\n")) >= 0:
+            size = int(self.raw[:end], 16)
+            if len(self.raw) < end + 2 + size + 2:
+                return
+            self.body += self.raw[end + 2 : end + 2 + size]
+            del self.raw[: end + 2 + size + 2]
+            self.ended = size == 0
+
+    def frame(self) -> bytes:
+        """Return the next frame (prelude and heartbeats skipped)."""
+        while True:
+            self._dechunk()
+            while (end := self.body.find(b"\n")) >= 0:
+                line = bytes(self.body[:end])
+                del self.body[: end + 1]
+                if line not in (b"h", b"h" * 2048):
+                    return line
+            assert not self.ended, "the response ended"
+            self._recv()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def xhr_call(gateway: GatewayProcess, stream: StreamingReader, session_id: str, message: list[Any]) -> list[Any]:
+    """Send one WAMP message with ``xhr_send`` and return the one answer from the stream."""
+    connection = http_client.HTTPConnection("127.0.0.1", gateway.port, timeout=STEP)
+    try:
+        connection.request("POST", f"/sockjs/000/{session_id}/xhr_send", json.dumps([json.dumps(message)]))
+        assert connection.getresponse().status == 204
+    finally:
+        connection.close()
+    frame = stream.frame()
+    assert frame[:1] == b"a", frame
+    answer: list[Any] = json.loads(json.loads(frame[1:])[0])
+    return answer
+
+
+def test_xhr_streaming_reader_gets_a_frame_bigger_than_the_outgoing_buffer(gateway_process: Any) -> None:
+    """One SockJS frame several times --outgoing-buffer reaches an xhr_streaming client that reads; it is no slow consumer."""
+    gateway = gateway_process("--outgoing-buffer", "256K", "--max-message-size", "256K", "--max-body-size", "256K")
+    session_id = uuid.uuid4().hex
+    stream = StreamingReader(gateway, session_id, rcvbuf=4096)
+    try:
+        assert stream.frame() == b"o"
+        assert xhr_call(gateway, stream, session_id, HELLO)[0] == 2
+        subscriptions = [xhr_call(gateway, stream, session_id, [32, n, {"filter": {"n__lt": 100 + n}}, "big"])[2] for n in range(8)]
+        quotes = '"' * 120_000
+        publish_now(gateway, "big", {"q": quotes, "n": 0})
+        frame = stream.frame()
+        assert len(frame) > 8 * 256 * 1024
+        events = [json.loads(text) for text in json.loads(frame[1:])]
+        assert sorted(event[1] for event in events) == sorted(subscriptions)
+        assert all(event[4][0]["data"] == {"q": quotes, "n": 0} for event in events)
+    finally:
+        stream.close()
+    assert metrics(gateway)["telegraphy_slow_consumers_total"] == 0
+
+
+def test_xhr_streaming_slow_consumer_gets_the_close_frame(gateway_process: Any) -> None:
+    """An xhr_streaming client that stops reading gets, once it reads again, the queued events, c[1008,"slow consumer: outgoing buffer full"] and the end of the response."""
+    # A response limit above the buffer, so that the buffer, not the limit, ends a stalled response.
+    gateway = gateway_process("--outgoing-buffer", "64K", "--max-message-size", "64K", "--max-body-size", "64K", "--sockjs-response-limit", "64M")
+    topic = "firehose"
+    session_id = uuid.uuid4().hex
+    stream = StreamingReader(gateway, session_id, rcvbuf=4096)
+    try:
+        assert stream.frame() == b"o"
+        assert xhr_call(gateway, stream, session_id, HELLO)[0] == 2
+        subscription = xhr_call(gateway, stream, session_id, [32, 1, {}, topic])[2]
+        padding = "x" * 32_000
+        published = 0
+        for published in range(1, 401):
+            publish_now(gateway, topic, {"n": published, "padding": padding})
+            if published % 5 == 0 and metrics(gateway)["telegraphy_slow_consumers_total"] == 1:
+                break
+        else:
+            raise AssertionError(f"the slow consumer was not closed after {published} events")
+        seen = 0
+        while (frame := stream.frame())[:1] == b"a":
+            for text in json.loads(frame[1:]):
+                event = json.loads(text)
+                assert event[:2] == [36, subscription] and event[4][0]["data"]["n"] == seen + 1, event[:4]
+                seen += 1
+        assert frame == b'c[1008,"slow consumer: outgoing buffer full"]'
+        assert 0 < seen < published
+        while not stream.ended:  # then the response ends
+            stream._recv()
+            stream._dechunk()
+    finally:
+        stream.close()
+    assert "Traceback" not in gateway.stderr()
