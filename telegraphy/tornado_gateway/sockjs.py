@@ -145,6 +145,9 @@ class SockJSService:
         metrics: counts slow consumers, when given.
         admit: called with the client IP of each new session (and each
             WebSocket); ``False`` refuses it with ``429`` (``--connection-rate``).
+        flush: writes the handlers' pending output at once (the gateway's
+            ``flush``); used so that the answers to messages that came just
+            before a close frame or a bad frame go out before the close.
     """
 
     def __init__(
@@ -166,6 +169,7 @@ class SockJSService:
         raw_websocket: tuple[type, dict[str, Any]] | None = None,
         metrics: Any = None,
         admit: Callable[[str], bool] | None = None,
+        flush: Callable[[], None] | None = None,
     ) -> None:
         self.prefix = prefix.rstrip("/")
         self.registry = SessionRegistry(factory, options)
@@ -188,6 +192,8 @@ class SockJSService:
         self.raw_websocket = raw_websocket
         self.metrics = metrics
         self.admit = admit
+        #: Writes the handlers' pending output now (the gateway batches it to the next loop turn).
+        self.flush = flush
         #: How sessions are shared with other gateway nodes, when there is a bus for it.
         self.nodes: SockJSNodes | None = None
 
@@ -285,6 +291,7 @@ def sockjs_server(gateway: Any) -> SockJSServer | None:
                 raw_websocket=(WebSocketUpgradeHandler, {"gateway": gateway}),
                 metrics=gateway.metrics,
                 admit=getattr(gateway, "admit", None),
+                flush=getattr(gateway, "flush", None),
                 **common,
             )
         )
@@ -825,6 +832,10 @@ class SockJSWebSocket(asyncio.Protocol):
         self._close_timer: asyncio.TimerHandle | None = None
         self._close = (CLOSE_NORMAL, "")
         self._outgoing = OutgoingBuffer(service.outgoing_buffer)
+        #: Answering what came before the peer's close or protocol error.
+        self._answering = False
+        #: After a protocol error: what the peer still sends is read and dropped.
+        self._draining = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -836,12 +847,29 @@ class SockJSWebSocket(asyncio.Protocol):
         self.session.attach(self, now)
 
     def data_received(self, data: bytes) -> None:
+        if self._draining:
+            return
         try:
             messages = self.connection.receive_data(data)
         except (ClosedByPeer, ClosedByProtocol) as exc:
-            # What came complete before the close still counts (RFC 6455 §5.5.1).
-            self._handle(exc.messages, after_close=True)
+            # What came complete before the close still counts (RFC 6455 §5.5.1),
+            # and so do the answers to it: they go out before the close frame.
+            self._answering = True
+            try:
+                self._handle(exc.messages, after_close=True)
+                if exc.messages and self.service.flush is not None:
+                    self.service.flush()
+            finally:
+                self._answering = False
             self._write_control()
+            transport = self._transport
+            if isinstance(exc, ClosedByProtocol) and transport is not None and transport.can_write_eof():
+                # As on /ws: half-close and drop what the peer still sends, so
+                # the close frame reaches it instead of a reset (RFC 6455 §7.1.1).
+                self._draining = True
+                transport.write_eof()
+                self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self._end, True)
+                return
             self._end()
             return
         self._write_control()
@@ -899,7 +927,7 @@ class SockJSWebSocket(asyncio.Protocol):
 
     def write_frame(self, data: bytes) -> int:
         transport = self._transport
-        if transport is None or self.connection.closing:
+        if transport is None or (self.connection.closing and not self._answering):
             return len(data)
         if not self.raw:
             self._write(transport, [self._text(data)])

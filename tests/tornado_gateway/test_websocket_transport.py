@@ -18,6 +18,7 @@ import select
 import socket
 import struct
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -712,6 +713,20 @@ def test_publish_then_close_in_one_write_is_delivered(
     assert publisher.expect_close() == (1000, "")
     publisher.expect_tcp_closed()
     assert_still_serves(gateway, connect)
+
+
+def test_sockjs_websocket_answers_what_came_before_a_bad_frame_then_closes(connect: Callable[..., RawClient], gateway: GatewayProcess) -> None:
+    """On SockJS's per-session WebSocket, a HELLO and a frame of a reserved opcode in one write: WELCOME comes, then close 1002, while the peer keeps sending (RFC 6455 §5.5.1, §7.1.1)."""
+    client = connect(gateway)
+    assert client.upgrade(path=f"/sockjs/000/{uuid.uuid4().hex}/websocket").status == 101
+    assert client.next_frame() == (OP_TEXT, b"o")
+    hello = json.dumps([json.dumps([1, REALM, {"roles": {"subscriber": {}}}])]).encode()
+    client.sock.sendall(client_frame(OP_TEXT, hello) + client_frame(0x3, b""))
+    for _ in range(50):  # still sending: the close frame must not be lost to a reset
+        client.sock.sendall(client_frame(OP_TEXT, b'["[]"]'))
+    kind, payload = client.next_frame()  # type: ignore[misc]
+    assert kind == OP_TEXT and payload.startswith(b"a[") and json.loads(json.loads(payload[1:])[0])[0] == 2, payload
+    assert client.expect_close()[0] == 1002
 
 
 def test_one_message_over_the_outgoing_buffer_is_not_a_slow_consumer() -> None:
