@@ -493,6 +493,8 @@ class HttpReceiver:
             if self.response_limit:  # streaming: each frame goes out now
                 stream = handler.http_connection().stream
                 outgoing = self.outgoing
+                # No pause signal on a Tornado stream: every write counts, from the
+                # last time the stream was empty (more lenient, never stricter).
                 if not _unsent(stream):
                     outgoing.drained()
                 outgoing.wrote(len(data))
@@ -896,8 +898,8 @@ class SockJSWebSocket(asyncio.Protocol):
                 return
 
     def pause_writing(self) -> None:
+        # Called from within transport.write(): the writer counts its frames and judges next.
         self._outgoing.paused = True
-        self._check_backlog()
 
     def resume_writing(self) -> None:
         self._outgoing.drained()
@@ -943,9 +945,9 @@ class SockJSWebSocket(asyncio.Protocol):
         """Write WebSocket frames in one go, under the slow-consumer rule."""
         if not frames:
             return
-        self._outgoing.wrote(max(map(len, frames)))
         transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
         if self._outgoing.paused:
+            self._outgoing.wrote(max(map(len, frames)))
             self._check_backlog()
 
     def finish(self) -> None:

@@ -73,15 +73,17 @@ class OutgoingBuffer:
 
     A connection is a slow consumer when its unsent bytes exceed ``limit``
     (``--outgoing-buffer``) beyond the largest single frame written since
-    its buffer last drained: one message bigger than the buffer reaches a
-    client that reads, a client that stops reading is cut after at most one
-    buffer's worth. The transport calls :meth:`wrote` with the size of each
-    frame it writes, :meth:`drained` when its buffer emptied (asyncio's
-    ``resume_writing``), and asks :meth:`over` with its unsent bytes; it
-    then closes with :data:`~telegraphy.websocket.CLOSE_SLOW_CONSUMER`
-    after what is already queued. ``paused`` says whether the unsent bytes
-    passed ``limit`` (asyncio's ``pause_writing``): only then need writes be
-    checked.
+    they first passed ``limit``: one message bigger than the buffer reaches
+    a client that reads, a client that stops reading is cut after at most
+    one buffer's worth. ``paused`` says whether the unsent bytes passed
+    ``limit`` (asyncio's ``pause_writing``); only then does a write count:
+    the transport writes, and if ``paused``, calls :meth:`wrote` with the
+    write's largest frame and asks :meth:`over` with its unsent bytes (then
+    closes with :data:`~telegraphy.websocket.CLOSE_SLOW_CONSUMER` after what
+    is already queued). :meth:`drained` starts afresh when asyncio says the
+    buffer went back under (``resume_writing``). Frames written before the
+    limit was passed need no counting, since together they fit under it;
+    so the fan-out path, a write per subscriber, pays one attribute test.
     """
 
     __slots__ = ("largest", "limit", "paused")
@@ -301,8 +303,8 @@ class WampWebSocketProtocol(asyncio.Protocol):
                 return
 
     def pause_writing(self) -> None:
+        # Called from within transport.write(): the writer counts its frames and judges next.
         self._outgoing.paused = True
-        self._check_backlog()
 
     def resume_writing(self) -> None:
         self._outgoing.drained()
@@ -332,16 +334,21 @@ class WampWebSocketProtocol(asyncio.Protocol):
 
     def write_frames(self, frames: list[bytes]) -> None:
         """Write prepared frames in one go (the fan-out path)."""
-        if frames and self._transport is not None and not self.connection.closing:
-            self._write_now(frames)
+        transport = self._transport
+        if frames and transport is not None and not self.connection.closing:
+            # _write_now, inlined: this runs once per subscriber per flush.
+            transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+            if self._outgoing.paused:
+                self._outgoing.wrote(max(map(len, frames)))
+                self._check_backlog()
 
     def _write_now(self, frames: list[bytes]) -> None:
         transport = self._transport
         if not frames or transport is None:
             return
-        self._outgoing.wrote(len(frames[0]) if len(frames) == 1 else max(map(len, frames)))
         transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
         if self._outgoing.paused:
+            self._outgoing.wrote(max(map(len, frames)))
             self._check_backlog()
 
     def ping(self) -> None:
