@@ -401,3 +401,15 @@ def test_resource_bounds_settings_refuse_invalid_values(capsys: pytest.CaptureFi
     message = parse_error(capsys, argv, {})
     for fragment in expected:
         assert fragment in message
+
+
+def test_every_flag_is_documented() -> None:
+    """Every flag of the gateway, and its TELEGRAPHY_* variable, appears in docs/configuration.md."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    flags = [option for action in build_parser({})._actions for option in action.option_strings if option.startswith("--") and option != "--help"]
+    assert flags and [flag for flag in flags if f"`{flag}" not in docs] == []
+    for flag in flags:
+        if flag.startswith("--no-"):
+            continue
+        variable = "TELEGRAPHY_" + flag[2:].upper().replace("-", "_")
+        assert variable in docs, variable
