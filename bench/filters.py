@@ -190,7 +190,7 @@ def run_scenario(scenario: str, args: argparse.Namespace) -> dict[str, float]:
         }
         print(
             f"{scenario:>14}: {received:,} of {expected:,} deliveries ({expected - received} lost) in {elapsed:.2f} s = "
-            f"{result['rate']:,.0f} deliveries/s ({args.events / elapsed:,.0f} events/s fanned out); gateway CPU {result['cpu_per_1k']:.1f} ms per 1,000 deliveries; "
+            f"{result['rate']:,.0f} deliveries/s ({args.events / elapsed:,.0f} events/s fanned out); gateway CPU {result['cpu_per_1k']:.2f} ms per 1,000 deliveries; "
             f"latency p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms",
             flush=True,
         )
