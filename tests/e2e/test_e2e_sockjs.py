@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from browser_helpers import CONNECT_TIMEOUT_MS, EVENT_TIMEOUT_MS, expect, wait_connected, wait_subscribed
 from gateway_helpers import GatewayProcess
+from test_e2e_static_page import StaticSite
 
 pytestmark = pytest.mark.browser
 
@@ -375,47 +376,15 @@ _CROSS_ORIGIN_PAGE = b"""<!DOCTYPE html>
 """
 
 
-class _OtherOrigin:
+def _other_origin() -> StaticSite:
     """A static site on http://localhost:PORT serving the page, telegraphy.js and sockjs.min.js (the gateway is on 127.0.0.1)."""
-
-    def __init__(self) -> None:
-        import http.server
-
-        from test_e2e_static_page import CLIENT_JS, SOCKJS_JS
-
-        files = {
-            "/": (_CROSS_ORIGIN_PAGE, "text/html; charset=utf-8"),
-            "/telegraphy.js": (CLIENT_JS.read_bytes(), "text/javascript"),
-            "/sockjs.min.js": (SOCKJS_JS.read_bytes(), "text/javascript"),
-        }
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                body, content_type = files.get(self.path, (b"not found", "text/plain"))
-                self.send_response(200 if self.path in files else 404)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's name
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://localhost:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, name="other-origin", daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+    return StaticSite(_CROSS_ORIGIN_PAGE, host="localhost")
 
 
 @pytest.fixture(scope="module")
-def other_origin() -> Iterator[_OtherOrigin]:
+def other_origin() -> Iterator[StaticSite]:
     """The page's site, on another origin than every gateway of the module."""
-    site = _OtherOrigin()
+    site = _other_origin()
     try:
         yield site
     finally:
@@ -423,7 +392,7 @@ def other_origin() -> Iterator[_OtherOrigin]:
 
 
 @pytest.fixture(scope="module")
-def cross_origin_gateway(other_origin: _OtherOrigin) -> Iterator[Any]:
+def cross_origin_gateway(other_origin: StaticSite) -> Iterator[Any]:
     """One gateway on 127.0.0.1 that allows the page's origin and nothing else."""
     from gateway_helpers import start_gateway
 

@@ -26,11 +26,15 @@ PAGE = b"""<!DOCTYPE html>
 
 
 class StaticSite:
-    """A tiny HTTP server on 127.0.0.1 serving ``/`` (the page), ``/telegraphy.js`` and ``/sockjs.min.js``."""
+    """A tiny HTTP server on 127.0.0.1 serving ``/`` (the page), ``/telegraphy.js`` and ``/sockjs.min.js``.
 
-    def __init__(self) -> None:
+    ``host`` only names it in :attr:`url`: ``localhost`` makes the same
+    server another origin than a gateway on ``127.0.0.1``.
+    """
+
+    def __init__(self, page: bytes = PAGE, host: str = "127.0.0.1") -> None:
         files = {
-            "/": (PAGE, "text/html; charset=utf-8"),
+            "/": (page, "text/html; charset=utf-8"),
             "/telegraphy.js": (CLIENT_JS.read_bytes(), "text/javascript"),
             "/sockjs.min.js": (SOCKJS_JS.read_bytes(), "text/javascript"),
         }
@@ -48,7 +52,7 @@ class StaticSite:
                 pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"http://{host}:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, name="static-site", daemon=True)
         self.thread.start()
 
