@@ -8,12 +8,23 @@ another channel or older than :data:`MAX_MESSAGE_AGE` seconds, so someone
 who can write to the bus's server but does not hold the secret cannot
 inject events, revocations or SockJS traffic. One HMAC per bus message
 (a message carries a whole batch of events), never per event.
+
+Replays: every signer has a random sender id and numbers its messages; a
+receiver remembers, per sender, the numbers it accepted in a window of
+:data:`REPLAY_WINDOW` (as IPsec's anti-replay window does, RFC 4303
+§3.4.3), so a signed message recorded off the bus and sent again is dropped
+even inside :data:`MAX_MESSAGE_AGE`. Messages may arrive a little out of
+order (several connections publish for one process): any number in the
+window not seen yet is accepted. A sender silent for longer than
+:data:`MAX_MESSAGE_AGE` is forgotten: every message it sent is too old by
+then.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import struct
 from collections.abc import Callable
 from typing import Protocol
@@ -21,6 +32,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 __all__ = [
     "MAX_MESSAGE_AGE",
+    "REPLAY_WINDOW",
     "Bus",
     "BusError",
     "BusSigner",
@@ -37,9 +49,13 @@ __all__ = [
 MAX_MESSAGE_AGE = 60.0
 #: What the bus key is derived for: a new version gets a new key.
 KEY_CONTEXT = b"telegraphy bus v1"
+#: How far behind the highest number seen from a sender a message may be numbered.
+REPLAY_WINDOW = 4096
 _TAG = 32  # HMAC-SHA256
 _STAMP = struct.Struct(">d")  # the sending time, unix seconds
-_HEADER = _TAG + _STAMP.size
+_SENDER = 8  # random id of the signing process
+_SEQ = struct.Struct(">Q")  # the message's number from that sender
+_HEADER = _TAG + _STAMP.size + _SENDER + _SEQ.size
 
 
 class BusError(Exception):
@@ -67,11 +83,12 @@ def bus_key(secret: str | bytes) -> bytes:
 
 
 class BusSigner:
-    """Signs and verifies bus messages: ``tag (32 bytes) | sent at (8 bytes) | message``.
+    """Signs and verifies bus messages: ``tag (32) | sent at (8) | sender (8) | number (8) | message``.
 
-    The tag is HMAC-SHA256 over ``channel | 0x00 | sent at | message``: a
-    message signed for one channel (one node's direct channel, say) is
-    refused on any other.
+    The tag is HMAC-SHA256 over ``channel | 0x00 | sent at | sender |
+    number | message``: a message signed for one channel (one node's direct
+    channel, say) is refused on any other, and one accepted once is refused
+    the next time (see the module docstring).
 
     Args:
         key: from :func:`bus_key`.
@@ -81,36 +98,81 @@ class BusSigner:
     def __init__(self, key: bytes, max_age: float = MAX_MESSAGE_AGE) -> None:
         self._mac = hmac.new(key, digestmod=hashlib.sha256)
         self.max_age = max_age
+        self._sender = os.urandom(_SENDER)
+        self._sent = 0
+        #: What was accepted from each sender.
+        self._seen: dict[bytes, _Window] = {}
+        self._swept = 0.0
 
-    def _tag(self, channel: bytes, stamp: bytes, data: bytes | memoryview) -> bytes:
+    def _tag(self, channel: bytes, head: bytes, data: bytes | memoryview) -> bytes:
         mac = self._mac.copy()  # the keyed state, computed once
         mac.update(channel)
         mac.update(b"\0")
-        mac.update(stamp)
+        mac.update(head)
         mac.update(data)
         return mac.digest()
 
     def sign(self, channel: bytes, data: bytes, now: float) -> bytes:
-        """Return ``data`` signed for ``channel`` at time ``now``."""
-        stamp = _STAMP.pack(now)
-        return self._tag(channel, stamp, data) + stamp + data
+        """Return ``data`` signed for ``channel`` at time ``now``, numbered after the last one."""
+        self._sent += 1
+        head = _STAMP.pack(now) + self._sender + _SEQ.pack(self._sent)
+        return self._tag(channel, head, data) + head + data
 
     def verify(self, channel: bytes, message: bytes, now: float) -> bytes:
         """Return the data of a message received on ``channel``.
 
         Raises:
-            InvalidBusMessage: unsigned, forged, for another channel, or too old or new.
+            InvalidBusMessage: unsigned, forged, for another channel, too old
+                or new, or accepted before (a replay).
         """
         if len(message) < _HEADER:
             raise InvalidBusMessage("too short to be signed")
         view = memoryview(message)
-        stamp = bytes(view[_TAG:_HEADER])
-        if not hmac.compare_digest(self._tag(channel, stamp, view[_HEADER:]), view[:_TAG]):
+        head = bytes(view[_TAG:_HEADER])
+        if not hmac.compare_digest(self._tag(channel, head, view[_HEADER:]), view[:_TAG]):
             raise InvalidBusMessage("bad signature")
-        (sent,) = _STAMP.unpack(stamp)
+        (sent,) = _STAMP.unpack_from(head)
         if not abs(now - sent) <= self.max_age:  # also refuses NaN
             raise InvalidBusMessage(f"sent {now - sent:.0f} s from now, more than {self.max_age:.0f} s")
+        if now - self._swept > self.max_age:
+            self._sweep(now)
+        sender = head[_STAMP.size : _STAMP.size + _SENDER]
+        window = self._seen.get(sender)
+        if window is None:
+            window = self._seen[sender] = _Window()
+        if not window.accept(_SEQ.unpack_from(head, _STAMP.size + _SENDER)[0], now):
+            raise InvalidBusMessage("replayed")
         return message[_HEADER:]
+
+    def _sweep(self, now: float) -> None:
+        """Forget senders silent for longer than ``max_age``: all they sent is too old by now."""
+        self._swept = now
+        for sender in [s for s, window in self._seen.items() if now - window.last > self.max_age]:
+            del self._seen[sender]
+
+
+class _Window:
+    """The numbers accepted from one sender: the highest, and those within :data:`REPLAY_WINDOW` of it."""
+
+    __slots__ = ("highest", "last", "recent")
+
+    def __init__(self) -> None:
+        self.highest = 0
+        self.last = 0.0
+        self.recent: set[int] = set()
+
+    def accept(self, number: int, now: float) -> bool:
+        """Record ``number``; return False if it was seen already or is too far behind."""
+        if number <= self.highest - REPLAY_WINDOW or number in self.recent:
+            return False
+        self.recent.add(number)
+        self.last = now
+        if number > self.highest:
+            self.highest = number
+            if len(self.recent) > 2 * REPLAY_WINDOW:
+                floor = number - REPLAY_WINDOW
+                self.recent = {n for n in self.recent if n > floor}
+        return True
 
 
 class Bus(Protocol):

@@ -154,8 +154,8 @@ class RedisBus:
         now = time.monotonic()
         if now - self._warned_at >= WARNING_INTERVAL:
             logger.warning(
-                "dropped %d bus message(s) that were not signed with this gateway's secret (latest on %s: %s); "
-                "someone without the secret is writing to the bus, or a node has another secret or a wrong clock",
+                "dropped %d bus message(s) that were not signed with this gateway's secret or were replayed (latest on %s: %s); "
+                "someone without the secret is writing to the bus or replaying recorded messages, or a node has another secret or a wrong clock",
                 self._unwarned,
                 channel.decode("utf-8", "replace")[:200],
                 reason,

@@ -232,3 +232,39 @@ def test_forged_bus_messages_are_dropped_and_escalate_nobody(gateway_process: Ca
 
     run(scenario())
     assert "dropped 1 bus message(s) that were not signed" in gw.stderr()
+
+
+def test_a_recorded_bus_message_replayed_into_redis_is_dropped(gateway_process: Callable[..., GatewayProcess], tmp_path: Path) -> None:
+    """A genuine, signed bus message recorded off Redis and PUBLISHed again seconds later is dropped as a replay: the event is not delivered twice."""
+    channel = f"telegraphy-test-{secrets.token_hex(6)}"
+    env = {"TELEGRAPHY_STORE": f"sqlite:///{tmp_path / 'shared.sqlite3'}", "TELEGRAPHY_BUS": f"redis://127.0.0.1:6379/0?channel={channel}"}
+    gw = gateway_process(env=env)
+
+    async def scenario() -> None:
+        client = Client(await websocket_connect(gw.ws_url, subprotocols=["wamp.2.json"]))
+        await client.hello()
+        await client.subscribe()
+        recorder = redis.Redis(*REDIS)
+        tap = recorder.pubsub()
+        tap.subscribe(channel)
+        try:
+            assert tap.get_message(timeout=5)["type"] == "subscribe"  # type: ignore[index]
+            publish(gw, 1)
+            assert numbers(await client.events(1)) == [1]
+            recorded = tap.get_message(timeout=5)
+            assert recorded is not None and recorded["type"] == "message", recorded
+            recorder.publish(channel, recorded["data"])  # the same signed bytes, again
+        finally:
+            tap.close()
+            recorder.close()
+
+        async def dropped() -> bool:
+            return _rejected(gw) == 1
+
+        await wait_for_async(dropped, 5.0, 0.05, "the gateway did not drop the replayed message")
+        publish(gw, 2)
+        assert numbers(await client.events(1)) == [2]  # not 1 again
+        client.close()
+
+    run(scenario())
+    assert "replayed" in gw.stderr()
