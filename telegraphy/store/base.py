@@ -22,6 +22,10 @@ Guarantees, in every backend:
 - **Contiguous history.** Retention removes the oldest events of a stream
   first, so what is kept is always one unbroken run of offsets ending at the
   stream's current offset (or nothing).
+- **Each event id at most once.** :meth:`Store.append_once` stores an event
+  whose id is in the dedup window (the last ``dedup_max_events`` ids, none
+  older than ``dedup_max_age`` seconds) no second time; the check and the
+  append are one atomic step, also across processes sharing the store.
 - **Epochs.** A stream's epoch changes only when its history is lost (a new
   memory store, a deleted SQLite file, a flushed Redis). A position from
   another epoch can't be resumed from: :meth:`Store.read` says so.
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -38,11 +43,14 @@ from typing import Any, Protocol, runtime_checkable
 from .errors import StoreConfigError
 
 __all__ = [
+    "DEFAULT_DEDUP_MAX_AGE",
+    "DEFAULT_DEDUP_MAX_EVENTS",
     "DEFAULT_MAX_AGE",
     "DEFAULT_MAX_EVENTS",
     "DEFAULT_PREFIX",
     "EPOCH_CHANGED",
     "HISTORY_TRIMMED",
+    "DedupWindow",
     "OFFSET_AHEAD",
     "History",
     "Position",
@@ -54,6 +62,10 @@ __all__ = [
 DEFAULT_MAX_EVENTS = 10_000
 DEFAULT_MAX_AGE = 24 * 3600.0
 DEFAULT_PREFIX = "telegraphy"
+#: Event ids remembered by :meth:`Store.append_once` (the most recent ones).
+DEFAULT_DEDUP_MAX_EVENTS = 100_000
+#: Seconds an event id is remembered by :meth:`Store.append_once`.
+DEFAULT_DEDUP_MAX_AGE = 24 * 3600.0
 
 #: ``History.reason`` when the stream's history was lost since ``since`` was handed out.
 EPOCH_CHANGED = "epoch changed"
@@ -132,6 +144,18 @@ class Store(Protocol):
         """Append ``(topic, data)`` items in order, in one round trip where the backend allows.
 
         Returns one position per item, in the items' order.
+        """
+
+    async def append_once(self, items: Sequence[tuple[str, bytes, str | None]], now: float) -> list[Position | None]:
+        """Append ``(topic, data, id)`` items in order, each id at most once; see :meth:`append_many`.
+
+        An item whose ``id`` is in the dedup window (appended before, at most
+        ``dedup_max_events`` ids ago and no earlier than ``now -
+        dedup_max_age``) is not stored: its answer is None. Other items get
+        their position, and their id enters the window (an item with id None
+        is always appended). The check and the append are one atomic step,
+        also for writers in other processes: two of them appending the same
+        new id store it once.
         """
 
     async def position(self, topic: str) -> Position:
@@ -241,6 +265,53 @@ def check_options(max_events: int, max_age: float, prefix: str) -> None:
         raise StoreConfigError(
             f"invalid prefix {prefix!r}: use up to 48 letters, digits and underscores, not starting with a digit"
         )
+
+
+def check_dedup_options(dedup_max_events: int, dedup_max_age: float) -> None:
+    """Raise StoreConfigError for a dedup window no backend can keep."""
+    if isinstance(dedup_max_events, bool) or not isinstance(dedup_max_events, int) or dedup_max_events < 1:
+        raise StoreConfigError(f"invalid dedup_max_events {dedup_max_events!r}: expected an integer of 1 or more")
+    if isinstance(dedup_max_age, bool) or not isinstance(dedup_max_age, (int, float)) or not dedup_max_age > 0:
+        raise StoreConfigError(f"invalid dedup_max_age {dedup_max_age!r}: expected seconds above 0")
+
+
+class DedupWindow:
+    """The ids seen lately, in this process: at most ``max_events``, none older than ``max_age`` seconds.
+
+    The memory store's window, and the gateway's when it runs with no store.
+    """
+
+    __slots__ = ("_seen", "max_age", "max_events")
+
+    def __init__(self, max_events: int = DEFAULT_DEDUP_MAX_EVENTS, max_age: float = DEFAULT_DEDUP_MAX_AGE) -> None:
+        check_dedup_options(max_events, max_age)
+        self.max_events = max_events
+        self.max_age = float(max_age)
+        self._seen: OrderedDict[str, float] = OrderedDict()  # id -> when it entered, oldest first
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def add(self, event_id: str, now: float) -> bool:
+        """Remember ``event_id``; return False (and change nothing) when it is in the window already."""
+        self.prune(now)
+        if event_id in self._seen:
+            return False
+        self._seen[event_id] = now
+        while len(self._seen) > self.max_events:
+            self._seen.popitem(last=False)
+        return True
+
+    def prune(self, now: float) -> int:
+        """Forget the ids older than ``max_age``; return how many."""
+        seen, cutoff, removed = self._seen, now - self.max_age, 0
+        while seen:
+            oldest, at = next(iter(seen.items()))
+            if at >= cutoff:
+                break
+            del seen[oldest]
+            removed += 1
+        return removed
 
 
 def check_expiry(expires_at: float, now: float) -> None:

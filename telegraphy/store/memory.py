@@ -18,9 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .base import (
+    DEFAULT_DEDUP_MAX_AGE,
+    DEFAULT_DEDUP_MAX_EVENTS,
     DEFAULT_MAX_AGE,
     DEFAULT_MAX_EVENTS,
     DEFAULT_PREFIX,
+    DedupWindow,
     History,
     Position,
     StoredEvent,
@@ -55,6 +58,8 @@ class MemoryStore:
         max_events: events kept per topic.
         max_age: seconds an event is kept (applied by :meth:`trim`).
         prefix: accepted for symmetry with the other backends; unused.
+        dedup_max_events: event ids remembered by :meth:`append_once`.
+        dedup_max_age: seconds an event id is remembered.
     """
 
     def __init__(
@@ -63,11 +68,14 @@ class MemoryStore:
         max_events: int = DEFAULT_MAX_EVENTS,
         max_age: float = DEFAULT_MAX_AGE,
         prefix: str = DEFAULT_PREFIX,
+        dedup_max_events: int = DEFAULT_DEDUP_MAX_EVENTS,
+        dedup_max_age: float = DEFAULT_DEDUP_MAX_AGE,
     ) -> None:
         check_options(max_events, max_age, prefix)
         self.max_events = max_events
         self.max_age = float(max_age)
         self.prefix = prefix
+        self._dedup = DedupWindow(dedup_max_events, dedup_max_age)
         #: One epoch for every topic: history is lost for all at once.
         self.epoch = secrets.token_hex(8)
         self._streams: dict[str, _Stream] = {}
@@ -113,6 +121,14 @@ class MemoryStore:
         self._check_open()
         return [self._append(topic, data, now) for topic, data in items]
 
+    async def append_once(self, items: Sequence[tuple[str, bytes, str | None]], now: float) -> list[Position | None]:
+        """Append several events in order, each id at most once; see :meth:`Store.append_once`."""
+        self._check_open()
+        return [
+            self._append(topic, data, now) if event_id is None or self._dedup.add(event_id, now) else None
+            for topic, data, event_id in items
+        ]
+
     async def position(self, topic: str) -> Position:
         """The stream's current position."""
         self._check_open()
@@ -148,6 +164,7 @@ class MemoryStore:
             del self._sessions[token]
         for key in [k for k, (_, expires_at) in self._revocations.items() if expires_at <= now]:
             del self._revocations[key]
+        self._dedup.prune(now)
         return removed
 
     # Sessions

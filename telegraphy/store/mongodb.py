@@ -16,6 +16,7 @@ Collections (``telegraphy`` is the ``prefix`` option), with the indexes
     telegraphy_subscriptions  {_id: owner, subscriptions, exact_topics}; exact_topics
     telegraphy_revocations    {_id: key, record, expires, expires_at}
                               expires_at (TTL); expires
+    telegraphy_dedup          {_id: event id, at}: append_once's window; at
 
 How offsets stay unique and gapless: an append reads the topic's last offset
 and inserts the event at the next one; the unique (topic, offset) index
@@ -24,6 +25,13 @@ with the new last offset. So an offset exists exactly when its event does, and
 a reader never sees offset 7 while 6 is still being written (a separate
 counter incremented before the insert would allow that window, and readers
 would skip 6).
+
+How ``append_once`` stores an id once without transactions: it first claims
+each id with an upsert that matches only an expired claim (a live one makes
+the upsert's insert meet the unique ``_id``: a duplicate), then appends the
+events it claimed. If the append fails, its claims are released, so a retry
+is stored; a duplicate that arrives while the first append is in flight is
+dropped. The count bound of the window is applied by :meth:`MongoStore.trim`.
 
 Limits: dropping ``telegraphy_topics`` alone starts a new epoch for every
 topic; dropping ``telegraphy_events`` alone is seen as trimmed history. Drop
@@ -41,16 +49,19 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pymongo.errors
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
 from .base import (
+    DEFAULT_DEDUP_MAX_AGE,
+    DEFAULT_DEDUP_MAX_EVENTS,
     DEFAULT_MAX_AGE,
     DEFAULT_MAX_EVENTS,
     DEFAULT_PREFIX,
     History,
     Position,
     StoredEvent,
+    check_dedup_options,
     check_expiry,
     check_options,
     check_read,
@@ -83,6 +94,8 @@ class MongoStore:
         max_events: events kept per topic (enforced on every append).
         max_age: seconds an event is kept (applied by :meth:`trim`).
         prefix: collection name prefix.
+        dedup_max_events: event ids remembered by :meth:`append_once` (applied by :meth:`trim`).
+        dedup_max_age: seconds an event id is remembered.
     """
 
     def __init__(
@@ -92,8 +105,14 @@ class MongoStore:
         max_events: int = DEFAULT_MAX_EVENTS,
         max_age: float = DEFAULT_MAX_AGE,
         prefix: str = DEFAULT_PREFIX,
+        dedup_max_events: int = DEFAULT_DEDUP_MAX_EVENTS,
+        dedup_max_age: float = DEFAULT_DEDUP_MAX_AGE,
     ) -> None:
         check_options(max_events, max_age, prefix)
+        check_dedup_options(dedup_max_events, dedup_max_age)
+        self.dedup_max_events = dedup_max_events
+        self.dedup_max_age = float(dedup_max_age)
+        self._dedup: AsyncCollection[Document] | None = None
         self.url = url
         self.max_events = max_events
         self.max_age = float(max_age)
@@ -153,18 +172,22 @@ class MongoStore:
                 revocations = database[f"{p}_revocations"]
                 await revocations.create_index("expires_at", expireAfterSeconds=0)
                 await revocations.create_index("expires")
+                dedup = database[f"{p}_dedup"]
+                await dedup.create_index("at")
         except BaseException:
             await client.close()
             raise
         self._client = client
         self._events, self._topics, self._sessions, self._subscriptions = events, topics, sessions, subscriptions
         self._revocations = revocations
+        self._dedup = dedup
 
     async def close(self) -> None:
         """Close the client's connections."""
         client, self._client = self._client, None
         self._events = self._topics = self._sessions = self._subscriptions = None
         self._revocations = None
+        self._dedup = None
         if client is not None:
             await client.close()
 
@@ -231,6 +254,63 @@ class MongoStore:
             await self._trim_counts({topic: position.offset for (topic, _), position in zip(items, positions)})
         return positions
 
+    async def append_once(self, items: Sequence[tuple[str, bytes, str | None]], now: float) -> list[Position | None]:
+        """Append several events, each id at most once; see :meth:`Store.append_once` and this module's docstring."""
+        dedup = self._dedup
+        if dedup is None:
+            raise StoreNotOpen("mongodb")
+        items = list(items)
+        cutoff = now - self.dedup_max_age
+        claims: dict[str, int] = {}  # event id -> index of its first item in this batch
+        for index, (_, _, event_id) in enumerate(items):
+            if event_id is not None:
+                claims.setdefault(event_id, index)
+        refused: set[int] = set()
+        with self._errors():
+            if claims:
+                ids = list(claims)
+                requests = [
+                    UpdateOne({"_id": event_id, "at": {"$lt": cutoff}}, {"$set": {"at": float(now)}}, upsert=True)
+                    for event_id in ids
+                ]
+                try:
+                    await dedup.bulk_write(requests, ordered=False)
+                except pymongo.errors.BulkWriteError as exc:
+                    errors = exc.details.get("writeErrors", [])
+                    if any(error.get("code") != _DUPLICATE_KEY for error in errors):
+                        raise
+                    refused = {claims[ids[int(error["index"])]] for error in errors}
+        kept = [
+            index
+            for index, (_, _, event_id) in enumerate(items)
+            if event_id is None or (claims[event_id] == index and index not in refused)
+        ]
+        try:
+            appended = await self.append_many([(items[i][0], items[i][1]) for i in kept], now)
+        except BaseException:
+            mine = [items[i][2] for i in kept if items[i][2] is not None]
+            if mine:
+                try:
+                    with self._errors():
+                        await dedup.delete_many({"_id": {"$in": mine}, "at": float(now)})
+                except Exception:
+                    pass  # the store is failing: the claims expire with the window
+            raise
+        positions: list[Position | None] = [None] * len(items)
+        for index, position in zip(kept, appended):
+            positions[index] = position
+        return positions
+
+    async def _trim_dedup(self, now: float) -> None:
+        """Forget the ids older than ``dedup_max_age`` and all but the newest ``dedup_max_events``."""
+        dedup = self._dedup
+        if dedup is None:
+            raise StoreNotOpen("mongodb")
+        await dedup.delete_many({"at": {"$lt": now - self.dedup_max_age}})
+        boundary = await dedup.find_one({}, {"at": 1}, sort=[("at", DESCENDING)], skip=self.dedup_max_events)
+        if boundary is not None:
+            await dedup.delete_many({"at": {"$lte": boundary["at"]}})
+
     async def _trim_counts(self, last_offsets: Mapping[str, int]) -> int:
         """Delete events beyond ``max_events`` below each topic's given last offset."""
         events, _, _, _ = self._collections()
@@ -285,6 +365,7 @@ class MongoStore:
             counts = await asyncio.gather(*(self._trim_age(topic, cutoff) for topic in aged))
             await sessions.delete_many({"expires": {"$lte": now}})
             await self._revocations_collection().delete_many({"expires": {"$lte": now}})
+            await self._trim_dedup(now)
         return removed + sum(counts)
 
     async def _trim_age(self, topic: str, cutoff: float) -> int:

@@ -11,6 +11,7 @@ Keys (``telegraphy`` is the ``prefix`` option)::
     telegraphy:ev:<topic>             stream of the retained events; entry id <offset>-0,
                                       fields d (data) and t (stored_at)
     telegraphy:topics                 set of the topics with a position
+    telegraphy:dedup                  sorted set: event id -> when append_once stored it
     telegraphy:session:<token>        string {"expires_at", "record"}, with a Redis TTL
     telegraphy:sessions               sorted set token -> expires_at, to list live sessions
     telegraphy:subs:<owner>           string: the owner's subscriptions as JSON
@@ -41,12 +42,15 @@ import redis.exceptions
 from redis.commands.core import AsyncScript
 
 from .base import (
+    DEFAULT_DEDUP_MAX_AGE,
+    DEFAULT_DEDUP_MAX_EVENTS,
     DEFAULT_MAX_AGE,
     DEFAULT_MAX_EVENTS,
     DEFAULT_PREFIX,
     History,
     Position,
     StoredEvent,
+    check_dedup_options,
     check_expiry,
     check_options,
     check_read,
@@ -88,6 +92,39 @@ for i = 4, #ARGV, 2 do
     redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], string.format('%d-0', offset), 'd', ARGV[i], 't', ARGV[i + 1])
     offsets[#offsets + 1] = offset
 end
+return {epoch, offsets}
+"""
+)
+
+# Like _APPEND, each event id at most once. KEYS: pos, ev, topics, dedup (a
+# sorted set: event id -> when it was appended). ARGV[3]: max_events,
+# ARGV[4]: the dedup cutoff (now - dedup_max_age), ARGV[5]: dedup_max_events,
+# then (data, stored_at, id or '') triples. Offset 0 answers a duplicate.
+_APPEND_ONCE = (
+    _ENSURE
+    + """
+local epoch = ensure()
+local cutoff = tonumber(ARGV[4])
+local offsets = {}
+for i = 6, #ARGV, 3 do
+    local id = ARGV[i + 2]
+    local seen = false
+    if id ~= '' then
+        local at = redis.call('ZSCORE', KEYS[4], id)
+        seen = at and tonumber(at) >= cutoff
+    end
+    if seen then
+        offsets[#offsets + 1] = 0
+    else
+        if id ~= '' then redis.call('ZADD', KEYS[4], ARGV[i + 1], id) end
+        local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
+        redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], string.format('%d-0', offset), 'd', ARGV[i], 't', ARGV[i + 1])
+        offsets[#offsets + 1] = offset
+    end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[4])
+local over = redis.call('ZCARD', KEYS[4]) - tonumber(ARGV[5])
+if over > 0 then redis.call('ZREMRANGEBYRANK', KEYS[4], 0, over - 1) end
 return {epoch, offsets}
 """
 )
@@ -185,6 +222,8 @@ class RedisStore:
         max_events: events kept per topic (enforced on every append).
         max_age: seconds an event is kept (applied by :meth:`trim`).
         prefix: key prefix; stores with different prefixes share nothing.
+        dedup_max_events: event ids remembered by :meth:`append_once`.
+        dedup_max_age: seconds an event id is remembered.
     """
 
     def __init__(
@@ -194,8 +233,13 @@ class RedisStore:
         max_events: int = DEFAULT_MAX_EVENTS,
         max_age: float = DEFAULT_MAX_AGE,
         prefix: str = DEFAULT_PREFIX,
+        dedup_max_events: int = DEFAULT_DEDUP_MAX_EVENTS,
+        dedup_max_age: float = DEFAULT_DEDUP_MAX_AGE,
     ) -> None:
         check_options(max_events, max_age, prefix)
+        check_dedup_options(dedup_max_events, dedup_max_age)
+        self.dedup_max_events = dedup_max_events
+        self.dedup_max_age = float(dedup_max_age)
         self.url = url
         self.max_events = max_events
         self.max_age = float(max_age)
@@ -242,6 +286,7 @@ class RedisStore:
             name: client.register_script(source)
             for name, source in [
                 ("append", _APPEND),
+                ("append_once", _APPEND_ONCE),
                 ("position", _POSITION),
                 ("read", _READ),
                 ("trim", _TRIM),
@@ -299,6 +344,40 @@ class RedisStore:
             positions += [Position(_text(epoch), int(offset)) for offset in offsets]
         return positions
 
+    async def append_once(self, items: Sequence[tuple[str, bytes, str | None]], now: float) -> list[Position | None]:
+        """Append several events, each id at most once: one script call per run of one topic, in one pipeline.
+
+        Each call checks and records its ids and appends in one atomic step
+        (a Lua script), so writers in other processes never store an id twice.
+        """
+        client = self._redis
+        runs: list[tuple[str, list[tuple[bytes, str]]]] = []
+        for topic, data, event_id in items:
+            entry = (bytes(data), event_id or "")
+            if runs and runs[-1][0] == topic:
+                runs[-1][1].append(entry)
+            else:
+                runs.append((topic, [entry]))
+        if not runs:
+            return []
+        stored_at = repr(float(now))
+        cutoff = repr(float(now - self.dedup_max_age))
+        script = self._scripts["append_once"]
+        with self._errors():
+            async with client.pipeline(transaction=False) as pipe:
+                for topic, entries in runs:
+                    args: list[str | bytes | int] = [
+                        secrets.token_hex(8), topic, self.max_events, cutoff, self.dedup_max_events
+                    ]
+                    for data, event_id in entries:
+                        args += [data, stored_at, event_id]
+                    await script(keys=[*self._stream_keys(topic), f"{self.prefix}:dedup"], args=args, client=pipe)
+                replies = await pipe.execute()
+        positions: list[Position | None] = []
+        for epoch, offsets in replies:
+            positions += [Position(_text(epoch), int(offset)) if int(offset) else None for offset in offsets]
+        return positions
+
     async def position(self, topic: str) -> Position:
         """The stream's current position."""
         with self._errors():
@@ -340,8 +419,9 @@ class RedisStore:
                     )
                 pipe.zremrangebyscore(f"{p}:sessions", "-inf", now)
                 pipe.zremrangebyscore(f"{p}:revocations", "-inf", now)
+                pipe.zremrangebyscore(f"{p}:dedup", "-inf", f"({now - self.dedup_max_age!r}")
                 replies = await pipe.execute()
-        return sum(int(removed) for removed in replies[:-2])
+        return sum(int(removed) for removed in replies[:-3])
 
     # Sessions
 

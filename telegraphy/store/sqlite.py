@@ -19,6 +19,7 @@ Tables (``telegraphy`` is the ``prefix`` option)::
     telegraphy_sessions       token, record, expires_at
     telegraphy_subscriptions  owner, idx, topic, match, options
     telegraphy_revocations    key, record, expires_at
+    telegraphy_dedup          seq, id, stored_at: the event ids of ``append_once``'s window
 """
 
 from __future__ import annotations
@@ -33,12 +34,15 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from .base import (
+    DEFAULT_DEDUP_MAX_AGE,
+    DEFAULT_DEDUP_MAX_EVENTS,
     DEFAULT_MAX_AGE,
     DEFAULT_MAX_EVENTS,
     DEFAULT_PREFIX,
     History,
     Position,
     StoredEvent,
+    check_dedup_options,
     check_expiry,
     check_options,
     check_read,
@@ -94,6 +98,12 @@ CREATE TABLE IF NOT EXISTS {p}_revocations (
     expires_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS {p}_revocations_expires_at ON {p}_revocations (expires_at);
+CREATE TABLE IF NOT EXISTS {p}_dedup (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    stored_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS {p}_dedup_stored_at ON {p}_dedup (stored_at);
 """
 
 
@@ -107,6 +117,8 @@ class SQLiteStore:
         max_age: seconds an event is kept (applied by :meth:`trim`).
         prefix: table name prefix.
         busy_timeout: seconds a write waits for another process's lock.
+        dedup_max_events: event ids remembered by :meth:`append_once`.
+        dedup_max_age: seconds an event id is remembered.
         url: the URL the store was opened from, for error messages.
     """
 
@@ -119,8 +131,13 @@ class SQLiteStore:
         prefix: str = DEFAULT_PREFIX,
         busy_timeout: float = 10.0,
         url: str | None = None,
+        dedup_max_events: int = DEFAULT_DEDUP_MAX_EVENTS,
+        dedup_max_age: float = DEFAULT_DEDUP_MAX_AGE,
     ) -> None:
         check_options(max_events, max_age, prefix)
+        check_dedup_options(dedup_max_events, dedup_max_age)
+        self.dedup_max_events = dedup_max_events
+        self.dedup_max_age = float(dedup_max_age)
         self.path = path
         self.max_events = max_events
         self.max_age = float(max_age)
@@ -281,6 +298,37 @@ class SQLiteStore:
 
         return await self._run(append_many) if items else []
 
+    def _claim(self, connection: sqlite3.Connection, event_id: str, now: float) -> bool:
+        """Put ``event_id`` in the dedup window; False when it is there already (the caller holds the write lock)."""
+        p = self.prefix
+        row = connection.execute(f"SELECT stored_at FROM {p}_dedup WHERE id = ?", (event_id,)).fetchone()
+        if row is not None:
+            if float(row[0]) >= now - self.dedup_max_age:
+                return False
+            connection.execute(f"DELETE FROM {p}_dedup WHERE id = ?", (event_id,))
+        seq = connection.execute(
+            f"INSERT INTO {p}_dedup (id, stored_at) VALUES (?, ?)", (event_id, float(now))
+        ).lastrowid
+        if seq is not None and seq > self.dedup_max_events:
+            # seq only grows (AUTOINCREMENT): the window is the last dedup_max_events of them.
+            connection.execute(f"DELETE FROM {p}_dedup WHERE seq <= ?", (seq - self.dedup_max_events,))
+        return True
+
+    async def append_once(self, items: Sequence[tuple[str, bytes, str | None]], now: float) -> list[Position | None]:
+        """Append several events in one transaction, each id at most once; see :meth:`Store.append_once`."""
+        items = list(items)
+
+        def append_once(connection: sqlite3.Connection) -> list[Position | None]:
+            with self._write(connection):
+                return [
+                    self._append_one(connection, topic, data, now)
+                    if event_id is None or self._claim(connection, event_id, now)
+                    else None
+                    for topic, data, event_id in items
+                ]
+
+        return await self._run(append_once) if items else []
+
     def _position(self, connection: sqlite3.Connection, topic: str) -> Position:
         row = connection.execute(
             f"SELECT epoch, last_offset FROM {self.prefix}_topics WHERE topic = ?", (topic,)
@@ -356,6 +404,7 @@ class SQLiteStore:
                     removed += cursor.rowcount
                 connection.execute(f"DELETE FROM {p}_sessions WHERE expires_at <= ?", (now,))
                 connection.execute(f"DELETE FROM {p}_revocations WHERE expires_at <= ?", (now,))
+                connection.execute(f"DELETE FROM {p}_dedup WHERE stored_at < ?", (now - self.dedup_max_age,))
             return removed
 
         return await self._run(trim)

@@ -28,7 +28,7 @@ __all__ = ["SCHEMES", "open_store"]
 #: Every URL scheme :func:`open_store` accepts.
 SCHEMES = ("memory", "sqlite", "redis", "rediss", "mongodb", "mongodb+srv")
 
-_OPTIONS = ("max_events", "max_age", "prefix")
+_OPTIONS = ("max_events", "max_age", "prefix", "dedup_max_events", "dedup_max_age")
 
 
 def open_store(url: str, **options: Any) -> Store:
@@ -36,7 +36,7 @@ def open_store(url: str, **options: Any) -> Store:
 
     Args:
         url: one of the forms listed in this module's docstring.
-        **options: ``max_events``, ``max_age``, ``prefix``.
+        **options: ``max_events``, ``max_age``, ``prefix``, ``dedup_max_events``, ``dedup_max_age``.
 
     Raises:
         StoreConfigError: an unknown scheme, a malformed URL or an unknown or invalid option.

@@ -341,6 +341,93 @@ def test_append_many_keeps_order_within_each_topic(backend: Backend) -> None:
     backend.run(scenario)
 
 
+# Each event id at most once (append_once)
+
+
+def test_append_once_stores_each_id_once(backend: Backend) -> None:
+    """append_once appends new ids and items without an id, and answers None for an id already stored (earlier or in the same batch)."""
+
+    async def scenario(store: Store) -> None:
+        assert await store.append_once([], NOW) == []
+        first = await store.append_once([("a", b"a1", "id-1"), ("b", b"b1", None), ("a", b"a2", "id-2")], NOW)
+        assert [p.offset if p else None for p in first] == [1, 1, 2]
+        again = await store.append_once(
+            [("a", b"a1", "id-1"), ("a", b"a3", "id-3"), ("a", b"a3", "id-3"), ("b", b"b1", None)], NOW + 1
+        )
+        assert [p.offset if p else None for p in again] == [None, 3, None, 2]
+        epoch = (await store.position("a")).epoch
+        assert again[1] == Position(epoch, 3)
+        history = await store.read("a", Position(epoch, 0))
+        assert [e.data for e in history.events] == [b"a1", b"a2", b"a3"]
+        # An id is one event whatever its topic.
+        assert await store.append_once([("c", b"c1", "id-2")], NOW + 2) == [None]
+        assert (await store.position("c")).offset == 0
+
+    backend.run(scenario)
+
+
+def test_append_once_window_is_bounded_by_age_and_count(backend: Backend) -> None:
+    """An id older than dedup_max_age, or pushed out by dedup_max_events newer ones (at the latest by trim), is appended again."""
+
+    async def scenario(store: Store) -> None:
+        await store.append_once([("t", b"0", "old")], NOW)
+        assert await store.append_once([("t", b"0", "old")], NOW + 59) == [None]
+        assert (await store.append_once([("t", b"0", "old")], NOW + 61))[0] is not None
+        await store.append_once([("t", b"x", f"n{i}") for i in range(4)], NOW + 100)
+        await store.trim(NOW + 100)
+        # The window holds the newest 3 ids (n1, n2, n3): "old" and n0 are forgotten.
+        fresh = await store.append_once([("t", b"n3", "n3"), ("t", b"n0", "n0")], NOW + 101)
+        assert fresh[0] is None and fresh[1] is not None
+
+    backend.run(scenario, dedup_max_events=3, dedup_max_age=60)
+
+
+def test_append_once_race_on_two_instances_stores_each_id_once(backend: Backend) -> None:
+    """Many tasks (on two store instances where storage is shared) appending the same ids store each id once, offsets gapless."""
+
+    async def scenario(first: Store) -> None:
+        second = backend.make() if backend.shared else first
+        if second is not first:
+            await second.open()
+        try:
+
+            async def writer(index: int) -> list[bool]:
+                store = first if index % 2 else second
+                answers = []
+                for n in range(10):
+                    positions = await store.append_once([("t", f"e{n}".encode(), f"id-{n}")], NOW)
+                    answers.append(positions[0] is not None)
+                return answers
+
+            results = await asyncio.gather(*(writer(i) for i in range(6)))
+            assert [sum(r[n] for r in results) for n in range(10)] == [1] * 10
+            epoch = (await first.position("t")).epoch
+            history = await first.read("t", Position(epoch, 0))
+            assert [e.offset for e in history.events] == list(range(1, 11))
+            assert sorted(e.data for e in history.events) == sorted(f"e{n}".encode() for n in range(10))
+        finally:
+            if second is not first:
+                await second.close()
+
+    backend.run(scenario)
+
+
+def test_append_once_window_survives_a_new_instance(backend: Backend) -> None:
+    """A durable store (a new instance on the same file or server) still refuses an id it stored."""
+    if not backend.shared:
+        pytest.skip("a memory store's window dies with the instance")
+
+    async def write(store: Store) -> None:
+        assert (await store.append_once([("t", b"e", "kept")], NOW))[0] is not None
+
+    async def reopen(store: Store) -> None:
+        assert await store.append_once([("t", b"e", "kept")], NOW + 1) == [None]
+        assert (await store.position("t")).offset == 1
+
+    backend.run(write)
+    backend.run(reopen)
+
+
 def test_concurrent_tasks_get_unique_gapless_offsets(backend: Backend) -> None:
     """Many tasks appending at once (on two store instances where storage is shared) get offsets 1..N, each once."""
 
@@ -655,7 +742,9 @@ def test_open_store_picks_mongodb() -> None:
         ("memory://", {"max_events": 0}, "invalid max_events 0"),
         ("memory://", {"max_age": -1}, "invalid max_age -1"),
         ("memory://", {"prefix": "a-b"}, "invalid prefix 'a-b'"),
-        ("memory://", {"maxevents": 3}, "unknown store option 'maxevents' (supported: max_events, max_age, prefix)"),
+        ("memory://", {"maxevents": 3}, "unknown store option 'maxevents' (supported: max_events, max_age, prefix"),
+        ("memory://", {"dedup_max_events": 0}, "invalid dedup_max_events 0"),
+        ("sqlite:///x.db", {"dedup_max_age": 0}, "invalid dedup_max_age 0"),
     ],
 )
 def test_open_store_refuses_bad_urls_and_options(url: str, options: dict[str, Any], message: str) -> None:
