@@ -8,8 +8,11 @@
      "data": {"pk": 7, "status": "paid"}}
 
 ``name`` is the WAMP topic the event is delivered on. ``meta.event_type`` is
-``create``, ``update``, ``delete`` or any custom type. The gateway assigns
-``meta.id``. ``meta.audience`` and ``meta.projections`` say who may see the
+``create``, ``update``, ``delete`` or any custom type. ``meta.id`` names
+the event: the publisher mints it once (:mod:`telegraphy.publisher` does, before
+the first attempt), so a retried publish carries the same id and the gateway
+delivers it once; the gateway mints one when it is absent. It is 1 to 64 of
+``A-Z a-z 0-9 _ . : -``. ``meta.audience`` and ``meta.projections`` say who may see the
 event and which ``data`` fields (see :mod:`telegraphy.wamp.audience`); the
 gateway enforces them and never delivers them.
 
@@ -43,6 +46,10 @@ EVENT_DELETE = "delete"
 # recommended; Telegraphy event names keep Django's "app_label.ModelName", so
 # it checks the loose rule: non-empty components without whitespace or "#".
 _NAME = re.compile(r"^[^\s.#]+(\.[^\s.#]+)*$")
+#: What ``meta.id`` may be: room for a UUID, a ULID or a prefixed id, and
+#: nothing that needs escaping in a store key.
+_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+MAX_ID_LENGTH = 64
 
 
 class InvalidEvent(ValueError):
@@ -119,6 +126,14 @@ def validate_event(event: Any, index: int | None = None) -> dict[str, Any]:
     event_type = meta.get("event_type")
     if event_type is not None and not isinstance(event_type, str):
         raise InvalidEvent("meta.event_type", f"expected a string, got {json_type(event_type)}", index)
+    if "id" in meta:
+        event_id = meta["id"]
+        if not isinstance(event_id, str):
+            raise InvalidEvent("meta.id", f"expected a string, got {json_type(event_id)}", index)
+        if not _ID.fullmatch(event_id):
+            raise InvalidEvent(
+                "meta.id", f"expected 1 to {MAX_ID_LENGTH} of the characters A-Z a-z 0-9 _ . : -, got {len(event_id)} characters", index
+            )
     if "audience" in meta or "projections" in meta:
         from telegraphy.wamp.audience import InvalidAudience, Visibility
 

@@ -134,6 +134,9 @@ class Config:
             by one gateway process; ``0``: no limit.
         history_max_events: events kept per topic for recovery.
         history_max_age: seconds events are kept for recovery.
+        dedup_window_events: event ids (``meta.id``) remembered so that a
+            retried publish is delivered once: the most recent ones.
+        dedup_window_age: seconds an event id is remembered.
         sockjs: serve WAMP over SockJS for clients that cannot open a WebSocket.
         sockjs_path: the URL path of the SockJS endpoint.
         sockjs_heartbeat: seconds between SockJS heartbeat frames.
@@ -196,6 +199,8 @@ class Config:
     max_anonymous_sessions: int = 10_000
     history_max_events: int = 10_000
     history_max_age: float = 86_400.0
+    dedup_window_events: int = 100_000
+    dedup_window_age: float = 86_400.0
     sockjs: bool = True
     sockjs_path: str = "/sockjs"
     sockjs_heartbeat: float = 25.0
@@ -284,6 +289,8 @@ class Config:
             max_anonymous_sessions=args.max_anonymous_sessions,
             history_max_events=args.history_max_events,
             history_max_age=args.history_max_age,
+            dedup_window_events=args.dedup_window_events,
+            dedup_window_age=args.dedup_window_age,
             sockjs=_flag(parser, args.sockjs, env, "TELEGRAPHY_SOCKJS", "--sockjs", True),
             sockjs_path=args.sockjs_path.rstrip("/"),
             sockjs_heartbeat=args.sockjs_heartbeat,
@@ -966,6 +973,26 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "86400",
         float,
         "seconds events are kept for clients that resume",
+        _positive,
+        metavar="SECONDS",
+    )
+    add(
+        "--dedup-window-events",
+        ["TELEGRAPHY_DEDUP_WINDOW_EVENTS"],
+        100_000,
+        "100000",
+        int,
+        "event ids (meta.id) remembered, shared by every node on the store: a publish retried with an id among them is delivered once",
+        _positive,
+        metavar="N",
+    )
+    add(
+        "--dedup-window-age",
+        ["TELEGRAPHY_DEDUP_WINDOW_AGE"],
+        86_400.0,
+        "86400",
+        float,
+        "seconds an event id (meta.id) is remembered for deduplication",
         _positive,
         metavar="SECONDS",
     )

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import tornado.ioloop
 
+from telegraphy.store.base import DedupWindow
 from telegraphy.wamp import Authenticator, Router, SessionState
 from telegraphy.wamp.audience import Grants
 from telegraphy.wamp.channels import ChannelPolicy
@@ -112,6 +113,8 @@ class Gateway:
         self._flush_scheduled = False
         self.store: Store | None = None
         self.persistence: Persistence | None = None
+        #: The ids of events published lately, when there is no store (with one, the store keeps them).
+        self.dedup = DedupWindow(config.dedup_window_events, config.dedup_window_age)
         self.bus: Bus | None = None
         #: Saves the topics of web-app events (set by :meth:`start` with a store).
         self.web_topics: StoredWebTopics | None = None
@@ -196,7 +199,11 @@ class Gateway:
         from .persistence import Persistence
 
         self.store = open_store(
-            self.config.store, max_events=self.config.history_max_events, max_age=self.config.history_max_age
+            self.config.store,
+            max_events=self.config.history_max_events,
+            max_age=self.config.history_max_age,
+            dedup_max_events=self.config.dedup_window_events,
+            dedup_max_age=self.config.dedup_window_age,
         )
         await self.store.open()
         from .web_topics import StoredWebTopics
@@ -212,6 +219,7 @@ class Gateway:
             max_anonymous_sessions=self.config.max_anonymous_sessions,
         )
         self.persistence.on_revocation = self._remote_revocation
+        self.persistence.on_duplicate = self._duplicates
         if not self.config.bus.lower().startswith("local"):
             from telegraphy.bus import BusError, open_bus
 
@@ -225,6 +233,9 @@ class Gateway:
             self.persistence.bus = self.bus
         self._trimmer = tornado.ioloop.PeriodicCallback(self._trim, TRIM_INTERVAL * 1000)
         self._trimmer.start()
+
+    def _duplicates(self, count: int) -> None:
+        self.metrics.duplicate_events += count
 
     def _bus_message_rejected(self) -> None:
         self.metrics.bus_messages_rejected += 1
@@ -244,9 +255,24 @@ class Gateway:
     async def publish_events(self, events: list[dict[str, Any]]) -> list[str]:
         """Publish validated events, in order; return their ids (``meta.id``).
 
-        With a store, returns once the events are stored and delivered.
+        With a store, returns once the events are stored and delivered. An
+        event whose ``meta.id`` was published before (within the dedup
+        window) is not delivered again; its id is returned all the same, so a
+        retried publish looks like success. The store keeps the window; with
+        no store, this process does (``self.dedup``).
         """
         publish = self.router.publish_event
+        if self.persistence is None:
+            ids = []
+            now = time.time()
+            for event in events:
+                given = (event.get("meta") or {}).get("id")
+                if isinstance(given, str) and not self.dedup.add(given, now):
+                    self.metrics.duplicate_events += 1
+                    ids.append(given)
+                    continue
+                ids.append(publish(event))
+            return ids
         ids = [publish(event) for event in events]
         if self.persistence is not None:
             await self.persistence.accepted()

@@ -35,6 +35,7 @@ _COUNTERS: tuple[tuple[str, str], ...] = (
     ("events_delivered", "Events delivered to subscribers (one per subscriber)."),
     ("publish_requests", "HTTP requests to /publish."),
     ("publish_errors", "HTTP requests to /publish refused or failed."),
+    ("duplicate_events", "Events not delivered because their id (meta.id) was published before, within the dedup window (a retried publish)."),
     ("requests_unauthorized", "SUBSCRIBE and PUBLISH refused with wamp.error.not_authorized (channels, private channels, roles)."),
     ("subscriptions_refused", "SUBSCRIBEs refused with telegraphy.error.limit_exceeded (--max-subscriptions)."),
     (
@@ -76,6 +77,7 @@ class Metrics:
         publish_errors: ``/publish`` requests answered with an error.
         publish_errors_by_code: the same, by error code
             (``"unauthorized"``, ``"invalid_event"``, …).
+        duplicate_events: events dropped as a repeat of an id in the dedup window.
         messages_received: WAMP messages received from clients.
         protocol_errors: client messages refused as protocol violations.
         slow_consumers: connections closed because their outgoing buffer filled.
@@ -98,6 +100,7 @@ class Metrics:
         self.events_delivered = 0
         self.publish_requests = 0
         self.publish_errors = 0
+        self.duplicate_events = 0
         self.publish_errors_by_code: dict[str, int] = {}
         self.messages_received = 0
         self.protocol_errors = 0

@@ -31,6 +31,12 @@ events in offset order: an event that arrives ahead of its predecessors (the
 bus may reorder or drop) waits while the missing ones are read from the
 store; one that was already delivered is dropped.
 
+An event with an id (the publisher's ``meta.id``) is stored and delivered at
+most once: the store checks the id against its dedup window in the same
+atomic step as the append (:meth:`telegraphy.store.Store.append_once`), so a
+publish retried on this or another gateway process is dropped (and counted,
+``on_duplicate``), never stored or delivered again.
+
 If the store fails, events are still delivered live (without a position) and
 the failure is logged: live delivery never waits for a broken store. Events
 are encoded for the store one by one: one that cannot be encoded (the router
@@ -158,6 +164,10 @@ class Persistence:
         self._done = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self.store_errors = 0
+        #: Events dropped as repeats of an id in the store's dedup window.
+        self.duplicates = 0
+        #: Called with the number of events just dropped as duplicates.
+        self.on_duplicate: Callable[[int], None] | None = None
         #: Called with the revocation another gateway process announced on the bus.
         self.on_revocation: Callable[[dict[str, Any]], None] | None = None
         router.sequencer = self._publication
@@ -403,7 +413,9 @@ class Persistence:
         if not batch:
             return
         try:
-            positions = await self.store.append_many([(p.topic, data) for p, data in zip(batch, encoded)], time.time())
+            answers = await self.store.append_once(
+                [(p.topic, data, p.event_id) for p, data in zip(batch, encoded)], time.time()
+            )
         except Exception:
             self.store_errors += 1
             logger.exception("could not store %d events; delivering them without positions", len(batch))
@@ -411,13 +423,20 @@ class Persistence:
                 self._deliver(publication, None)
             self._done += len(batch)
             return
-        for publication, position in zip(batch, positions):
+        stored = [(p, position, data) for p, position, data in zip(batch, answers, encoded) if position is not None]
+        duplicates = len(batch) - len(stored)
+        if duplicates:
+            # A retried publish: its event was stored (and delivered) already.
+            self.duplicates += duplicates
+            if self.on_duplicate is not None:
+                self.on_duplicate(duplicates)
+        for publication, position, _ in stored:
             await self._gate(publication, position.epoch, position.offset)
         self._done += len(batch)
-        if self.bus is not None:
+        if self.bus is not None and stored:
             items = [
                 [p.realm.name, p.topic, position.epoch, position.offset, data.decode("utf-8")]
-                for p, position, data in zip(batch, positions, encoded)
+                for p, position, data in stored
             ]
             try:
                 await self.bus.publish(json.dumps({"n": self.node, "v": items}, separators=(",", ":")).encode("utf-8"))

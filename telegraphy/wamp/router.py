@@ -90,6 +90,9 @@ class Publication:
     visibility: Visibility | None = None
     #: The PUBLISH's ``exclude_authid``/``eligible_authid``/``…_authrole`` lists.
     authlists: AuthLists | None = None
+    #: The event's ``meta.id`` (web-app events): the sequencer stores and
+    #: delivers each id at most once.
+    event_id: str | None = None
 
 
 class Realm:
@@ -294,6 +297,7 @@ class Router:
         publisher: ServerSession | None = None,
         *,
         event: bool = False,
+        event_id: str | None = None,
     ) -> int:
         """Publish an event in ``realm`` and return its publication id.
 
@@ -305,7 +309,8 @@ class Router:
         the web app (no ``publisher`` session) ``publisher_authrole`` is
         :data:`~.channels.WEB_ROLE`, which no session can have. The details
         are stored with the event and travel with it to replays and other
-        nodes.
+        nodes. ``event_id`` (the publisher's ``meta.id``) goes to the
+        sequencer, which delivers each id at most once.
 
         Raises:
             ApplicationError: ``wamp.error.invalid_argument`` for malformed
@@ -335,7 +340,7 @@ class Router:
             raise ApplicationError(uris.INVALID_ARGUMENT, str(exc)) from None
         publication = Publication(
             realm, topic, self._random.randint(1, MAX_ID), args, kwargs, details,
-            publisher, exclude_me, exclude, eligible, event, visibility, authlists,
+            publisher, exclude_me, exclude, eligible, event, visibility, authlists, event_id,
         )
         if self.sequencer is not None:
             self.sequencer(publication)
@@ -376,17 +381,25 @@ class Router:
     def publish_event(self, event: dict[str, Any], realm: str | None = None) -> str:
         """Publish a Telegraphy event (see :mod:`telegraphy.event`) on the topic ``event["name"]``.
 
-        Sets ``event["meta"]["id"]`` to a fresh unique id and returns it. The
-        event must already be valid. Its topic is remembered as the web app's
+        Returns the event's ``meta.id``: the publisher's (a retried publish
+        carries the same one, and the sequencer delivers it once), or a fresh
+        unique id set here when it has none. The event must already be valid. Its topic is remembered as the web app's
         (:class:`~.channels.WebTopics`): no client may publish on it from now on.
         """
         meta = event.get("meta")
         if meta is None:
             meta = event["meta"] = {}
-        event_id = uuid.uuid4().hex
-        meta["id"] = event_id
+        given = meta.get("id")
+        if isinstance(given, str):
+            event_id = given
+        else:
+            # Unique already: it needs no place in the dedup window.
+            event_id = meta["id"] = uuid.uuid4().hex
         self.channels.web_topics.add(event["name"])
-        self.publish(self.realms[realm or self.default_realm], event["name"], [event], None, event=True)
+        self.publish(
+            self.realms[realm or self.default_realm], event["name"], [event], None, event=True,
+            event_id=given if isinstance(given, str) else None,
+        )
         return event_id
 
 
