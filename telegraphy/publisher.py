@@ -2,7 +2,7 @@
 
 The publisher is synchronous and framework-agnostic: a Django view, a Flask
 route, a Celery task or a script calls :meth:`Publisher.publish` and gets back
-the ids the gateway assigned. Underneath, each call is one HTTP ``POST`` to
+the events' ids (``meta.id``). Underneath, each call is one HTTP ``POST`` to
 the gateway's ``/publish`` endpoint, signed with a short-lived JWT minted from
 the shared secret (:func:`telegraphy.tokens.mint_publish_token`).
 :meth:`Publisher.revoke` tells the gateway that a user's grants changed or
@@ -28,8 +28,13 @@ How it behaves:
   without counting as a retry.
 - Connection errors and ``5xx`` answers are retried ``retries`` times with
   exponential backoff and jitter; when every attempt failed,
-  :class:`GatewayUnavailable` names the gateway URL. A retry after a request
-  whose answer was lost may publish an event twice (at-least-once delivery).
+  :class:`GatewayUnavailable` names the gateway URL.
+- Every event gets its id (``meta.id``, a random UUID as 32 hex digits)
+  here, when it is published or queued, before the first attempt; an id the
+  caller set is kept. Every retry sends the same id, and the gateway
+  delivers an id at most once (within its dedup window, 100,000 ids / 24 h
+  by default), so a retry after a request whose answer was lost does not
+  publish the event twice.
 - A ``4xx`` answer is never retried: :class:`PublishRejected` carries the
   status and the gateway's ``error`` code and ``detail``.
 - :meth:`Publisher.revoke` uses the same connections, retries and
@@ -59,6 +64,7 @@ import ssl
 import threading
 import time
 import urllib.parse
+import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
@@ -75,6 +81,7 @@ __all__ = [
     "PublishRejected",
     "Publisher",
     "UnexpectedResponse",
+    "new_event_id",
 ]
 
 logger = logging.getLogger("telegraphy.publisher")
@@ -151,7 +158,7 @@ class UnexpectedResponse(PublishError):
 class Batch:
     """Events queued by :meth:`Publisher.batch`, sent as one request on exit.
 
-    ``ids`` holds the ids the gateway assigned, once the outermost batch has
+    ``ids`` holds the events' ids (as the gateway answered), once the outermost batch has
     been sent (it stays empty for a nested batch, whose events join the
     enclosing one, and in fire-and-forget mode after a failure).
     """
@@ -244,8 +251,11 @@ class Publisher:
     def publish(self, event: Mapping[str, Any]) -> list[str]:
         """Publish one event (as built by :func:`telegraphy.event.make_event`).
 
+        The event is sent with its ``meta.id``, minted here unless it has
+        one; the caller's mapping is not changed.
+
         Returns:
-            the one-element list of the id the gateway assigned; ``[]`` inside
+            the one-element list of the event's id (``meta.id``); ``[]`` inside
             :meth:`batch` (the event is queued) and after a logged failure in
             fire-and-forget mode.
 
@@ -259,7 +269,7 @@ class Publisher:
         """Publish several events in one request (or ``max_batch``-sized requests).
 
         Returns:
-            the ids the gateway assigned, in order; ``[]`` inside :meth:`batch`
+            the events' ids (``meta.id``, as the gateway answered), in order; ``[]`` inside :meth:`batch`
             or for no events.
 
         Raises:
@@ -267,7 +277,7 @@ class Publisher:
                 is sent.
             PublishError: delivery failed (unless ``fire_and_forget``).
         """
-        checked = [validate_event(dict(event), index) for index, event in enumerate(events)]
+        checked = [_with_id(validate_event(dict(event), index)) for index, event in enumerate(events)]
         batches = self._batch_stack()
         if batches:
             batches[-1].events.extend(checked)
@@ -526,6 +536,19 @@ class Publisher:
     def _forget_token(self) -> None:
         with self._lock:
             self._token = None
+
+
+def new_event_id() -> str:
+    """A fresh event id: a random (version 4) UUID as 32 lowercase hex digits."""
+    return uuid.uuid4().hex
+
+
+def _with_id(event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` (a copy of the caller's) with a ``meta.id``: minted once, so every attempt sends the same one."""
+    meta = event.get("meta")
+    if not isinstance(meta, dict) or "id" not in meta:
+        event["meta"] = {**(meta or {}), "id": new_event_id()}
+    return event
 
 
 def _error_of(status: int, payload: bytes) -> tuple[str, Any]:

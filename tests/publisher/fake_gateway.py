@@ -1,7 +1,9 @@
 """A scriptable stand-in for the gateway's ``/publish``, for faults the real one cannot be made to show.
 
 It answers each request with the next scripted ``(status, body)`` (then
-202), records every request, counts TCP connections, and can close a
+202 with the events' ``meta.id``, as the gateway does), records every
+request, can read a request and drop the connection without answering (a
+lost response: ``drop_answers``), counts TCP connections, and can close a
 keep-alive connection right after answering, the way an idle timeout or a
 restarted gateway does.
 """
@@ -26,6 +28,8 @@ class FakeGateway:
         self.requests: list[dict[str, Any]] = []
         self.connections = 0
         self.close_after_answer = False
+        #: How many of the next requests are read, recorded and left unanswered (the connection is closed).
+        self.drop_answers = 0
         self.lock = threading.Lock()
         outer = self
 
@@ -42,10 +46,15 @@ class FakeGateway:
                 body = json.loads(self.rfile.read(length))
                 with outer.lock:
                     outer.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                    if outer.drop_answers:
+                        outer.drop_answers -= 1
+                        self.close_connection = True
+                        return
                     status, answer = outer.script.pop(0) if outer.script else (202, None)
                 if answer is None:
-                    count = len(body) if isinstance(body, list) else 1
-                    answer = {"published": count, "ids": [uuid.uuid4().hex for _ in range(count)]}
+                    events = body if isinstance(body, list) else [body]
+                    ids = [(e.get("meta") or {}).get("id") or uuid.uuid4().hex for e in events]
+                    answer = {"published": len(events), "ids": ids}
                 payload = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -22,7 +23,32 @@ def test_request_shape(fake, make_publisher):
     assert request["path"] == "/publish"
     assert request["headers"]["Content-Type"] == "application/json"
     assert verify_publish_token(fake.tokens()[0], SECRET)["aud"] == PUBLISH_AUDIENCE
-    assert request["body"] == event
+    sent_id = request["body"]["meta"].pop("id")
+    assert request["body"] == event and "id" not in event["meta"]  # the caller's event is not changed
+    assert re.fullmatch(r"[0-9a-f]{32}", sent_id)
+
+
+def test_a_retried_event_carries_the_same_id(fake, make_publisher):
+    """Every retry (after a lost response, after a 5xx) sends the meta.id minted before the first attempt; that id is returned."""
+    fake.drop_answers = 1
+    fake.script = [(503, {"error": "unavailable"})]
+    ids = make_publisher(fake.url, SECRET, retries=3, backoff=0.01).publish(make_event("a.B"))
+    bodies = fake.bodies()
+    assert len(bodies) == 3
+    assert len({body["meta"]["id"] for body in bodies}) == 1
+    assert ids == [bodies[0]["meta"]["id"]]
+
+
+def test_a_caller_id_is_kept_and_batch_events_get_their_own(fake, make_publisher):
+    """An event's own meta.id is sent as is; queued events each get a distinct id when queued."""
+    publisher = make_publisher(fake.url, SECRET)
+    assert publisher.publish(make_event("a.B", meta={"id": "order-7:v2"})) == ["order-7:v2"]
+    with publisher.batch() as batch:
+        publisher.publish(make_event("a.B", {"n": 1}))
+        publisher.publish(make_event("a.B", {"n": 2}))
+        queued = [event["meta"]["id"] for event in batch.events]
+    assert len(set(queued)) == 2
+    assert [event["meta"]["id"] for event in fake.bodies()[1]] == queued == batch.ids
 
 
 def test_url_path_prefix_is_kept(fake, make_publisher):
