@@ -285,3 +285,34 @@ def test_missing_secret_is_logged_not_raised(settings, round_trips, caplog):
         Article.objects.create(title="no secret")
     assert "TELEGRAPHY_SECRET" in caplog.text
     assert round_trips == []
+
+
+def test_a_commit_whose_answer_is_lost_is_retried_with_the_same_ids_and_delivered_once(gateway, publish_to, monkeypatch, settings):
+    """Model and custom events carry publisher-minted meta.ids; a retry after a lost answer reuses them and the real gateway drops it."""
+    import json
+    import re
+    import urllib.request
+
+    publish_to(gateway)
+    settings.TELEGRAPHY_PUBLISH_RETRIES = 1
+    bodies = []
+    original = Publisher._round_trip
+
+    def lose_the_first_answer(self, connection, body, *args):
+        bodies.append(json.loads(body))
+        answer = original(self, connection, body, *args)
+        if len(bodies) == 1:
+            raise ConnectionResetError("the answer was lost")
+        return answer
+
+    monkeypatch.setattr(Publisher, "_round_trip", lose_the_first_answer)
+    with transaction.atomic():
+        Article.objects.create(title="a")
+        send_event("chat.lobby", {"n": 1})
+    assert len(bodies) == 2 and bodies[0] == bodies[1]
+    ids = [event["meta"]["id"] for event in bodies[0]]
+    assert len(set(ids)) == 2 and all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    with urllib.request.urlopen(f"{gateway.url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    assert "telegraphy_duplicate_events_total 2" in text.splitlines()
+    assert "telegraphy_events_published_total 2" in text.splitlines()
