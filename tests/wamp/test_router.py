@@ -9,6 +9,7 @@ from telegraphy.event import make_event
 from telegraphy.wamp import ApplicationError, Authenticator, LocalProtocolError, Router, uris
 from telegraphy.wamp.auth import Identity
 from telegraphy.wamp.messages import Event
+from telegraphy.wamp.router import Publication
 
 
 def test_publish_event_delivers_the_event_as_args() -> None:
@@ -28,13 +29,27 @@ def test_publish_event_delivers_the_event_as_args() -> None:
 
 
 def test_publish_event_ids_are_unique() -> None:
-    """Every published event gets a fresh meta.id, even when the same dict is published again."""
+    """Every published event without a meta.id gets a fresh one."""
     peers = Peers()
-    event = {"name": "t", "meta": {}, "data": {}}
-    ids = {peers.router.publish_event(event) for _ in range(100)}
+    ids = {peers.router.publish_event({"name": "t", "meta": {}, "data": {}}) for _ in range(100)}
     ids |= {peers.router.publish_event({"name": "t"}) for _ in range(100)}
     assert len(ids) == 200
     assert all(isinstance(i, str) and i for i in ids)
+
+
+def test_publish_event_keeps_the_publishers_id_and_hands_it_to_the_sequencer() -> None:
+    """An event's own meta.id is kept, delivered, and given to the sequencer (which dedups); a minted one is not."""
+    peers = Peers()
+    subscriber = peers.join()
+    peers.subscribe(subscriber, "t")
+    publications: list[Publication] = []
+    peers.router.sequencer = publications.append
+    assert peers.router.publish_event({"name": "t", "meta": {"id": "order-7:v2"}}) == "order-7:v2"
+    minted = peers.router.publish_event({"name": "t"})
+    assert [p.event_id for p in publications] == ["order-7:v2", None]
+    for publication in publications:
+        peers.router.deliver(publication)
+    assert [m.args[0]["meta"]["id"] for m in peers.read(subscriber)] == ["order-7:v2", minted]  # type: ignore[attr-defined]
 
 
 def test_publish_event_adds_missing_meta() -> None:
