@@ -40,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -134,7 +135,11 @@ def publisher(port: int, secret: str, events: int, batch: int, rate: float, pad:
         n = min(batch, events - sent)
         now = time.time()
         body = json.dumps(
-            [{"name": TOPIC, "meta": {"event_type": "update"}, "data": {"t": now, "n": sent + i, "pad": "x" * pad}} for i in range(n)]
+            # Each event carries its own meta.id, as telegraphy.publisher sends it (the gateway dedups by it).
+            [
+                {"name": TOPIC, "meta": {"event_type": "update", "id": uuid.uuid4().hex}, "data": {"t": now, "n": sent + i, "pad": "x" * pad}}
+                for i in range(n)
+            ]
         )
         conn.request("POST", "/publish", body, headers)
         response = conn.getresponse()
