@@ -217,6 +217,7 @@ class Gateway:
             session_ttl=self.config.session_ttl,
             anonymous_session_ttl=self.config.anonymous_session_ttl,
             max_anonymous_sessions=self.config.max_anonymous_sessions,
+            dedup=self.dedup,
         )
         self.persistence.on_revocation = self._remote_revocation
         self.persistence.on_duplicate = self._duplicates

@@ -35,7 +35,9 @@ An event with an id (the publisher's ``meta.id``) is stored and delivered at
 most once: the store checks the id against its dedup window in the same
 atomic step as the append (:meth:`telegraphy.store.Store.append_once`), so a
 publish retried on this or another gateway process is dropped (and counted,
-``on_duplicate``), never stored or delivered again.
+``on_duplicate``), never stored or delivered again. This process also keeps
+the ids it handled in its own bounded window (``dedup``): while the store
+fails, that window alone decides, for the publishes this process takes.
 
 If the store fails, events are still delivered live (without a position) and
 the failure is logged: live delivery never waits for a broken store. Events
@@ -63,6 +65,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from telegraphy.store.base import DedupWindow
 from telegraphy.wamp import ServerSession, SessionState
 from telegraphy.wamp.audience import InvalidAudience, Visibility
 from telegraphy.wamp.broker import AuthLists
@@ -125,6 +128,7 @@ class Persistence:
         anonymous_session_ttl: the same for anonymous sessions.
         max_anonymous_sessions: most anonymous session records this process
             keeps in the store at once; ``0``: no limit.
+        dedup: this process's window of event ids, used while the store fails.
     """
 
     def __init__(
@@ -136,11 +140,13 @@ class Persistence:
         session_ttl: float = 3600.0,
         anonymous_session_ttl: float = 300.0,
         max_anonymous_sessions: int = 10_000,
+        dedup: DedupWindow | None = None,
     ) -> None:
         self.router = router
         self.store = store
         self.bus = bus
         self.node = secrets.token_hex(8)
+        self.dedup = dedup if dedup is not None else DedupWindow()
         self.session_ttl = session_ttl
         self.anonymous_session_ttl = anonymous_session_ttl
         self.max_anonymous_sessions = max_anonymous_sessions
@@ -412,24 +418,23 @@ class Persistence:
             encoded.append(data)
         if not batch:
             return
+        now = time.time()
         try:
-            answers = await self.store.append_once(
-                [(p.topic, data, p.event_id) for p, data in zip(batch, encoded)], time.time()
-            )
+            answers = await self.store.append_once([(p.topic, data, p.event_id) for p, data in zip(batch, encoded)], now)
         except Exception:
             self.store_errors += 1
             logger.exception("could not store %d events; delivering them without positions", len(batch))
-            for publication in batch:
+            live = [p for p in batch if p.event_id is None or self.dedup.add(p.event_id, now)]
+            self._count_duplicates(len(batch) - len(live))
+            for publication in live:
                 self._deliver(publication, None)
             self._done += len(batch)
             return
         stored = [(p, position, data) for p, position, data in zip(batch, answers, encoded) if position is not None]
-        duplicates = len(batch) - len(stored)
-        if duplicates:
-            # A retried publish: its event was stored (and delivered) already.
-            self.duplicates += duplicates
-            if self.on_duplicate is not None:
-                self.on_duplicate(duplicates)
+        for publication, _, _ in stored:
+            if publication.event_id is not None:
+                self.dedup.add(publication.event_id, now)
+        self._count_duplicates(len(batch) - len(stored))
         for publication, position, _ in stored:
             await self._gate(publication, position.epoch, position.offset)
         self._done += len(batch)
@@ -442,6 +447,13 @@ class Persistence:
                 await self.bus.publish(json.dumps({"n": self.node, "v": items}, separators=(",", ":")).encode("utf-8"))
             except Exception:
                 logger.exception("could not announce %d events on the bus", len(batch))
+
+    def _count_duplicates(self, count: int) -> None:
+        """Count events dropped as retried publishes (stored and delivered already)."""
+        if count:
+            self.duplicates += count
+            if self.on_duplicate is not None:
+                self.on_duplicate(count)
 
     def _deliver(self, publication: Publication, position: tuple[str, int] | None) -> None:
         try:

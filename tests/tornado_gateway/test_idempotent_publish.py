@@ -135,3 +135,44 @@ def test_the_same_id_posted_to_two_nodes_is_delivered_once_everywhere(
         assert duplicates_counted(a) + duplicates_counted(b) == 1
 
     run(scenario())
+
+
+def test_while_the_store_fails_the_process_window_still_drops_a_retry() -> None:
+    """With the store failing, a retry of an event stored before the failure, or of one delivered during it, is not delivered again."""
+    from test_persistence_bounds import join, settled, subscribe
+
+    from telegraphy.store import MemoryStore, StoreUnavailable
+    from telegraphy.tornado_gateway.persistence import Persistence
+    from telegraphy.wamp import Authenticator, Router
+
+    class FailingStore(MemoryStore):
+        failing = False
+
+        async def append_once(self, items: Any, now: float) -> Any:
+            if self.failing:
+                raise StoreUnavailable("memory://", "down for the test")
+            return await super().append_once(items, now)
+
+    async def scenario() -> None:
+        router = Router(Authenticator("s" * 40))
+        store = FailingStore()
+        await store.open()
+        persistence = Persistence(router, store)
+        session, _ = join(router)
+        subscribe(session, TOPIC)
+        session.data_to_send()
+
+        def publish(event_id: str, n: int) -> None:
+            router.publish_event({"name": TOPIC, "meta": {"id": event_id}, "data": {"n": n}})
+
+        publish("before", 1)
+        await settled(persistence)
+        store.failing = True
+        for event_id, n in [("before", 1), ("during", 2), ("during", 2), ("after", 3)]:
+            publish(event_id, n)
+        await settled(persistence)
+        got = [json.loads(frame) for frame in session.data_to_send()]
+        assert [(m[4][0]["meta"]["id"], m[4][0]["data"]["n"]) for m in got] == [("before", 1), ("during", 2), ("after", 3)]
+        assert persistence.duplicates == 2
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
