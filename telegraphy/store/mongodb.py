@@ -287,7 +287,7 @@ class MongoStore:
         ]
         try:
             appended = await self.append_many([(items[i][0], items[i][1]) for i in kept], now)
-        except BaseException:
+        except Exception:
             mine = [items[i][2] for i in kept if items[i][2] is not None]
             if mine:
                 try:
