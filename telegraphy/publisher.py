@@ -49,17 +49,27 @@ Exceptions::
     PublishError                 root of every delivery failure
     ├── GatewayUnavailable       unreachable, or answered 5xx, on every attempt
     ├── PublishRejected          answered 4xx (bad token, bad event, too large)
-    └── UnexpectedResponse       answered 2xx with a body that is not the API's
+    ├── UnexpectedResponse       answered 2xx with a body that is not the API's
+    └── SpoolFull                the spool holds ``spool_max_events`` events already
+    SpoolLocked (RuntimeError)   another process (or Publisher) holds the spool file
+
+With ``spool="path.sqlite3"`` events are written to a local SQLite file
+before they are sent and deleted once the gateway acknowledged them; events
+left there (gateway down, process killed) are sent again, in order, by the
+next :meth:`Publisher.publish`/:meth:`Publisher.flush_spool` or by the next
+``Publisher`` opened on the same file (see docs/publisher.md, "Durable spool").
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import http.client
 import json
 import logging
 import os
 import random
+import sqlite3
 import ssl
 import threading
 import time
@@ -80,6 +90,8 @@ __all__ = [
     "PublishError",
     "PublishRejected",
     "Publisher",
+    "SpoolFull",
+    "SpoolLocked",
     "UnexpectedResponse",
     "new_event_id",
 ]
@@ -155,6 +167,108 @@ class UnexpectedResponse(PublishError):
         super().__init__(f"unexpected answer from the gateway ({status}): {detail}")
 
 
+class SpoolFull(PublishError):
+    """The spool already holds its maximum of events; the new ones were not accepted.
+
+    Always raised, even with ``fire_and_forget``: nothing of the call was spooled or sent.
+
+    Attributes:
+        path: the spool file.
+        pending: how many events wait in it.
+        limit: ``spool_max_events``.
+    """
+
+    def __init__(self, path: str, pending: int, limit: int, adding: int) -> None:
+        self.path = path
+        self.pending = pending
+        self.limit = limit
+        super().__init__(
+            f"spool {path} is full ({pending} pending, limit {limit}); {adding} new event(s) not accepted"
+        )
+
+
+class SpoolLocked(RuntimeError):
+    """The spool file is in use by another process or another :class:`Publisher`.
+
+    A spool has one owner at a time; give each process its own file.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"spool {path} is in use by another publisher (lock {path}.lock is held)")
+
+
+#: Answers that say nothing against the event itself (the publisher's configuration, the gateway's load):
+#: a spooled event answered so stays in the spool and is sent again later.
+_SPOOL_KEEP_STATUSES = frozenset({401, 403, 404, 408, 429})
+
+
+class _Spool:
+    """The SQLite file behind ``Publisher(spool=...)``: one row per event, in publish order."""
+
+    def __init__(self, path: str, max_events: int) -> None:
+        self.path = path
+        self.max_events = max_events
+        self.pid = os.getpid()
+        # One owner at a time: an advisory lock held for the life of the spool (released by the OS if
+        # the process dies), so no two publishers ever send or delete the same rows.
+        self._lock_file = open(path + ".lock", "a+b")  # noqa: SIM115 - held until close()
+        try:
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock_file.close()
+            raise SpoolLocked(path) from None
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS telegraphy_spool"
+                " (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, body TEXT NOT NULL)"
+            )
+        except BaseException:
+            self._lock_file.close()
+            raise
+        #: Serializes spool use between threads: sending pending events in order needs one sender.
+        self.lock = threading.RLock()
+
+    def check_owner(self) -> None:
+        if os.getpid() != self.pid:
+            raise SpoolLocked(self.path)
+
+    def pending(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM telegraphy_spool").fetchone()[0])
+
+    def add(self, events: list[dict[str, Any]]) -> None:
+        rows = [
+            (str(event["meta"]["id"]), json.dumps(event, ensure_ascii=False, allow_nan=False, separators=(",", ":")))
+            for event in events
+        ]
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            pending = self.pending()
+            if pending + len(rows) > self.max_events:
+                raise SpoolFull(self.path, pending, self.max_events, len(rows))
+            self.db.executemany("INSERT INTO telegraphy_spool (event_id, body) VALUES (?, ?)", rows)
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def head(self, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        cursor = self.db.execute("SELECT seq, body FROM telegraphy_spool ORDER BY seq LIMIT ?", (limit,))
+        return [(int(seq), json.loads(body)) for seq, body in cursor.fetchall()]
+
+    def delete(self, seqs: list[int]) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.executemany("DELETE FROM telegraphy_spool WHERE seq = ?", [(seq,) for seq in seqs])
+        self.db.execute("COMMIT")
+
+    def close(self) -> None:
+        self.db.close()
+        self._lock_file.close()
+
+
 class Batch:
     """Events queued by :meth:`Publisher.batch`, sent as one request on exit.
 
@@ -194,6 +308,15 @@ class Publisher:
             split into several requests.
         ssl_context: the TLS context for an ``https://`` URL (default: the
             system's trusted certificates).
+        spool: path of a local SQLite file that keeps every event until the
+            gateway acknowledged it (docs/publisher.md, "Durable spool");
+            ``None`` (the default) sends directly. Events already in the file
+            are sent when the publisher is created.
+        spool_max_events: the most events the spool holds; a publish that
+            would exceed it raises :class:`SpoolFull`.
+
+    Raises:
+        SpoolLocked: another process or ``Publisher`` holds ``spool``.
     """
 
     # The clock tokens are minted by; tests replace it.
@@ -211,6 +334,8 @@ class Publisher:
         token_ttl: float = 60,
         max_batch: int = 1000,
         ssl_context: ssl.SSLContext | None = None,
+        spool: str | os.PathLike[str] | None = None,
+        spool_max_events: int = 10_000,
     ) -> None:
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
@@ -223,6 +348,8 @@ class Publisher:
             raise ValueError(f"token_ttl must be at least 2 seconds, got {token_ttl}")
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        if spool_max_events < 1:
+            raise ValueError(f"spool_max_events must be at least 1, got {spool_max_events}")
         self.url = url.rstrip("/")
         self.secret = secret
         self.timeout = timeout
@@ -242,6 +369,11 @@ class Publisher:
         self._connections: weakref.WeakSet[http.client.HTTPConnection] = weakref.WeakSet()
         self._token: str | None = None
         self._token_renew_at = 0.0
+        self._spool: _Spool | None = None
+        if spool is not None:
+            self._spool = _Spool(os.fspath(spool), spool_max_events)
+            # What a previous run left behind goes first (its failure is logged, not raised).
+            self.flush_spool()
 
     def __repr__(self) -> str:
         return f"<Publisher {self.url}>"
@@ -282,6 +414,8 @@ class Publisher:
         if batches:
             batches[-1].events.extend(checked)
             return []
+        if self._spool is not None:
+            return self._publish_spooled(checked)
         ids: list[str] = []
         try:
             for start in range(0, len(checked), self.max_batch):
@@ -292,6 +426,32 @@ class Publisher:
                 raise
             logger.error("dropped %d event(s): %s", len(checked) - len(ids), exc)
         return ids
+
+    def flush_spool(self) -> int:
+        """Send the events waiting in the spool, oldest first, until one cannot be delivered.
+
+        Acknowledged events are deleted from the spool; an event the gateway
+        refused for good (a ``4xx`` other than 401, 403, 404, 408 and 429) is
+        deleted and logged at ERROR. A delivery failure is logged, not raised.
+
+        Returns:
+            how many events are still waiting (``0`` without a spool).
+        """
+        spool = self._spool
+        if spool is None:
+            return 0
+        with spool.lock:
+            spool.check_owner()
+            self._drain(spool)
+            return spool.pending()
+
+    def spooled(self) -> int:
+        """How many events wait in the spool (``0`` without a spool)."""
+        spool = self._spool
+        if spool is None:
+            return 0
+        with spool.lock:
+            return spool.pending()
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[Batch]:
@@ -384,6 +544,10 @@ class Publisher:
             self._connections.clear()
         for connection in connections:
             connection.close()
+        spool, self._spool = self._spool, None
+        if spool is not None:
+            with spool.lock:
+                spool.close()
 
     def __enter__(self) -> Publisher:
         return self
@@ -395,6 +559,68 @@ class Publisher:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+    # -- spool -----------------------------------------------------------------
+
+    def _publish_spooled(self, events: list[dict[str, Any]]) -> list[str]:
+        """Write ``events`` to the spool, then send everything pending, in order; return their ids."""
+        spool = self._spool
+        assert spool is not None
+        for index, event in enumerate(events):
+            self._encode([event], index)  # a body that cannot be sent is the caller's error, raised now
+        with spool.lock:
+            spool.check_owner()
+            spool.add(events)  # SpoolFull is raised even in fire-and-forget mode: nothing was accepted
+            self._drain(spool)
+        return [str(event["meta"]["id"]) for event in events]
+
+    def _drain(self, spool: _Spool) -> None:
+        """Send pending rows oldest first; stop (leaving them) at the first one that cannot be delivered now."""
+        while True:
+            rows = spool.head(self.max_batch)
+            if not rows:
+                return
+            try:
+                self._send(self._encode([event for _seq, event in rows], 0), len(rows))
+            except PublishRejected as exc:
+                if exc.status in _SPOOL_KEEP_STATUSES:
+                    logger.warning("%d event(s) kept in spool %s: %s", spool.pending(), spool.path, exc)
+                    return
+                if len(rows) > 1:
+                    # Find the refused event(s): one at a time, so the others are delivered.
+                    for seq, event in rows:
+                        if not self._send_spooled_one(spool, seq, event):
+                            return
+                    continue
+                self._drop_refused(spool, rows[0][0], rows[0][1], exc)
+                continue
+            except PublishError as exc:
+                logger.warning("%d event(s) kept in spool %s: %s", spool.pending(), spool.path, exc)
+                return
+            spool.delete([seq for seq, _event in rows])
+
+    def _send_spooled_one(self, spool: _Spool, seq: int, event: dict[str, Any]) -> bool:
+        """Send one spooled event; ``False`` when it must stay (and what follows it too)."""
+        try:
+            self._send(self._encode([event], 0), 1)
+        except PublishRejected as exc:
+            if exc.status in _SPOOL_KEEP_STATUSES:
+                logger.warning("%d event(s) kept in spool %s: %s", spool.pending(), spool.path, exc)
+                return False
+            self._drop_refused(spool, seq, event, exc)
+            return True
+        except PublishError as exc:
+            logger.warning("%d event(s) kept in spool %s: %s", spool.pending(), spool.path, exc)
+            return False
+        spool.delete([seq])
+        return True
+
+    @staticmethod
+    def _drop_refused(spool: _Spool, seq: int, event: dict[str, Any], exc: PublishRejected) -> None:
+        logger.error(
+            "dropped event %s (%s) from spool %s: %s", event["meta"]["id"], event.get("name"), spool.path, exc
+        )
+        spool.delete([seq])
 
     # -- request ---------------------------------------------------------------
 

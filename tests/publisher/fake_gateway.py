@@ -23,7 +23,7 @@ from typing import Any
 class FakeGateway:
     """A threaded HTTP/1.1 server on ``127.0.0.1:0``; use :func:`fake_gateway`."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.script: list[tuple[int, Any]] = []
         self.requests: list[dict[str, Any]] = []
         self.connections = 0
@@ -73,7 +73,7 @@ class FakeGateway:
             daemon_threads = True
             allow_reuse_address = True
 
-        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server = Server(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def bodies(self) -> list[Any]:
@@ -88,9 +88,9 @@ class FakeGateway:
 
 
 @contextmanager
-def fake_gateway() -> Iterator[FakeGateway]:
-    """Run a :class:`FakeGateway` for the duration of the block."""
-    gateway = FakeGateway()
+def fake_gateway(port: int = 0) -> Iterator[FakeGateway]:
+    """Run a :class:`FakeGateway` (on ``port``, a free one by default) for the duration of the block."""
+    gateway = FakeGateway(port)
     thread = threading.Thread(target=gateway.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
