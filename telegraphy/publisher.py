@@ -568,38 +568,50 @@ class Publisher:
         assert spool is not None
         for index, event in enumerate(events):
             self._encode([event], index)  # a body that cannot be sent is the caller's error, raised now
+        ids = [str(event["meta"]["id"]) for event in events]
         with spool.lock:
             spool.check_owner()
             spool.add(events)  # SpoolFull is raised even in fire-and-forget mode: nothing was accepted
-            self._drain(spool)
-        return [str(event["meta"]["id"]) for event in events]
+            refused = self._drain(spool)
+        mine = set(ids)
+        for event_id, exc in refused:
+            if event_id in mine and not self.fire_and_forget:
+                raise exc  # one of this call's events was refused for good (it is out of the spool, logged)
+        return ids
 
-    def _drain(self, spool: _Spool) -> None:
-        """Send pending rows oldest first; stop (leaving them) at the first one that cannot be delivered now."""
+    def _drain(self, spool: _Spool) -> list[tuple[str, PublishRejected]]:
+        """Send pending rows oldest first; stop (leaving them) at the first one that cannot be delivered now.
+
+        Returns:
+            the ids of the events refused for good (dropped from the spool), with the refusal.
+        """
+        refused: list[tuple[str, PublishRejected]] = []
         while True:
             rows = spool.head(self.max_batch)
             if not rows:
-                return
+                return refused
             try:
                 self._send(self._encode([event for _seq, event in rows], 0), len(rows))
             except PublishRejected as exc:
                 if exc.status in _SPOOL_KEEP_STATUSES:
                     logger.warning("%d event(s) kept in spool %s: %s", spool.pending(), spool.path, exc)
-                    return
+                    return refused
                 if len(rows) > 1:
                     # Find the refused event(s): one at a time, so the others are delivered.
                     for seq, event in rows:
-                        if not self._send_spooled_one(spool, seq, event):
-                            return
+                        if not self._send_spooled_one(spool, seq, event, refused):
+                            return refused
                     continue
-                self._drop_refused(spool, rows[0][0], rows[0][1], exc)
+                self._drop_refused(spool, rows[0][0], rows[0][1], exc, refused)
                 continue
             except PublishError as exc:
                 logger.warning("%d event(s) kept in spool %s: %s", spool.pending(), spool.path, exc)
-                return
+                return refused
             spool.delete([seq for seq, _event in rows])
 
-    def _send_spooled_one(self, spool: _Spool, seq: int, event: dict[str, Any]) -> bool:
+    def _send_spooled_one(
+        self, spool: _Spool, seq: int, event: dict[str, Any], refused: list[tuple[str, PublishRejected]]
+    ) -> bool:
         """Send one spooled event; ``False`` when it must stay (and what follows it too)."""
         try:
             self._send(self._encode([event], 0), 1)
@@ -607,7 +619,7 @@ class Publisher:
             if exc.status in _SPOOL_KEEP_STATUSES:
                 logger.warning("%d event(s) kept in spool %s: %s", spool.pending(), spool.path, exc)
                 return False
-            self._drop_refused(spool, seq, event, exc)
+            self._drop_refused(spool, seq, event, exc, refused)
             return True
         except PublishError as exc:
             logger.warning("%d event(s) kept in spool %s: %s", spool.pending(), spool.path, exc)
@@ -616,11 +628,18 @@ class Publisher:
         return True
 
     @staticmethod
-    def _drop_refused(spool: _Spool, seq: int, event: dict[str, Any], exc: PublishRejected) -> None:
-        logger.error(
-            "dropped event %s (%s) from spool %s: %s", event["meta"]["id"], event.get("name"), spool.path, exc
-        )
+    def _drop_refused(
+        spool: _Spool,
+        seq: int,
+        event: dict[str, Any],
+        exc: PublishRejected,
+        refused: list[tuple[str, PublishRejected]],
+    ) -> None:
+        """Delete an event the gateway refused for good from the spool, logging it (id, name, reason)."""
+        event_id = str(event["meta"]["id"])
+        logger.error("dropped event %s (%s) from spool %s: %s", event_id, event.get("name"), spool.path, exc)
         spool.delete([seq])
+        refused.append((event_id, exc))
 
     # -- request ---------------------------------------------------------------
 

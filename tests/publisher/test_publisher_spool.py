@@ -14,7 +14,7 @@ import pytest
 from fake_gateway import fake_gateway
 
 from telegraphy.event import make_event
-from telegraphy.publisher import Publisher, SpoolFull, SpoolLocked
+from telegraphy.publisher import Publisher, PublishRejected, SpoolFull, SpoolLocked
 
 SECRET = "spool-test-secret-" * 3
 REPO = Path(__file__).resolve().parents[2]
@@ -105,6 +105,17 @@ def test_a_refused_event_does_not_block_the_ones_after_it(fake, tmp_path, caplog
         assert spool_rows(spool) == []
     assert sent_ids(fake)[-2:] == good + last
     assert any(bad[0] in record.getMessage() and "dropped" in record.getMessage() for record in caplog.records)
+
+
+def test_a_refused_event_of_this_call_is_raised(fake, tmp_path):
+    """When the call's own event is refused for good, publish raises PublishRejected; the spool keeps nothing of it."""
+    spool = tmp_path / "spool.sqlite3"
+    fake.script = [(413, {"error": "payload_too_large"})]
+    with Publisher(fake.url, SECRET, spool=spool) as publisher:
+        with pytest.raises(PublishRejected) as caught:
+            publisher.publish(make_event("a.B"))
+        assert caught.value.status == 413
+        assert spool_rows(spool) == []
 
 
 def test_a_refusal_that_is_not_the_events_fault_keeps_them(fake, tmp_path):
