@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -35,15 +36,14 @@ def sent_ids(fake) -> list[str]:
     return ids
 
 
-def test_events_spooled_while_the_gateway_is_down_are_delivered_by_the_next_process(tmp_path, closed_port):
-    """Gateway down: a process publishes with a spool and exits; with the gateway up, a new Publisher on the spool delivers every event once, in order."""
-    spool = tmp_path / "spool.sqlite3"
+def spool_in_a_process(url: str, spool: Path) -> list[str]:
+    """Publish four events with a spool from a separate Python process (the gateway is down); return their ids."""
     script = textwrap.dedent(
         f"""
         import json
         from telegraphy.event import make_event
         from telegraphy.publisher import Publisher
-        publisher = Publisher("http://127.0.0.1:{closed_port}", {SECRET!r}, spool={str(spool)!r},
+        publisher = Publisher({url!r}, {SECRET!r}, spool={str(spool)!r},
                               retries=1, backoff=0.001, timeout=1)
         ids = publisher.publish_many([make_event("shop.Order", {{"pk": n}}) for n in range(3)])
         ids += publisher.publish(make_event("shop.Order", {{"pk": 3}}))
@@ -54,8 +54,15 @@ def test_events_spooled_while_the_gateway_is_down_are_delivered_by_the_next_proc
         [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60, check=True,
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
     )
-    ids = json.loads(done.stdout)
+    ids: list[str] = json.loads(done.stdout)
     assert len(ids) == 4 and spool_rows(spool) == ids
+    return ids
+
+
+def test_events_spooled_while_the_gateway_is_down_are_delivered_by_the_next_process(tmp_path, closed_port):
+    """Gateway down: a process publishes with a spool and exits; with the gateway up, a new Publisher on the spool delivers every event once, in order."""
+    spool = tmp_path / "spool.sqlite3"
+    ids = spool_in_a_process(f"http://127.0.0.1:{closed_port}", spool)
     with fake_gateway(closed_port) as fake:
         publisher = Publisher(fake.url, SECRET, spool=spool)
         try:
@@ -66,6 +73,32 @@ def test_events_spooled_while_the_gateway_is_down_are_delivered_by_the_next_proc
             publisher.close()
         assert sent_ids(fake)[:4] == ids and len(sent_ids(fake)) == 5
     assert spool_rows(spool) == []
+
+
+def metric(gateway, name: str) -> float:
+    """The value of a counter in the gateway's /metrics."""
+    with urllib.request.urlopen(gateway.url + "/metrics", timeout=5) as answer:
+        for line in answer.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_a_real_gateway_delivers_a_restarted_spool_once_even_when_it_is_sent_twice(tmp_path, closed_port, gateway_process):
+    """A spool left by an exited process is delivered by a real gateway started later; sending a copy of it again publishes nothing twice."""
+    spool = tmp_path / "spool.sqlite3"
+    ids = spool_in_a_process(f"http://127.0.0.1:{closed_port}", spool)
+    copy = tmp_path / "copy.sqlite3"
+    with sqlite3.connect(spool) as source, sqlite3.connect(copy) as target:
+        source.backup(target)  # as if the acknowledgement had been lost before the rows were deleted
+    gateway = gateway_process(port=closed_port, secret=SECRET)
+    with Publisher(gateway.url, SECRET, spool=spool) as publisher:
+        assert publisher.spooled() == 0
+    assert metric(gateway, "telegraphy_events_published_total") == 4
+    with Publisher(gateway.url, SECRET, spool=copy) as publisher:
+        assert publisher.spooled() == 0
+    assert metric(gateway, "telegraphy_events_published_total") == 4
+    assert metric(gateway, "telegraphy_duplicate_events_total") == 4
 
 
 def test_an_acknowledged_event_is_gone_from_the_spool(fake, tmp_path):
