@@ -370,8 +370,10 @@ class Publisher:
         self._token: str | None = None
         self._token_renew_at = 0.0
         self._spool: _Spool | None = None
-        if spool is not None:
-            self._spool = _Spool(os.fspath(spool), spool_max_events)
+        self._spool_path = None if spool is None else os.fspath(spool)
+        self._spool_max_events = spool_max_events
+        if self._spool_path is not None:
+            self._open_spool()
             # What a previous run left behind goes first (its failure is logged, not raised).
             self.flush_spool()
 
@@ -414,7 +416,7 @@ class Publisher:
         if batches:
             batches[-1].events.extend(checked)
             return []
-        if self._spool is not None:
+        if self._spool_path is not None:
             return self._publish_spooled(checked)
         ids: list[str] = []
         try:
@@ -437,9 +439,9 @@ class Publisher:
         Returns:
             how many events are still waiting (``0`` without a spool).
         """
-        spool = self._spool
-        if spool is None:
+        if self._spool_path is None:
             return 0
+        spool = self._open_spool()
         with spool.lock:
             spool.check_owner()
             self._drain(spool)
@@ -447,9 +449,9 @@ class Publisher:
 
     def spooled(self) -> int:
         """How many events wait in the spool (``0`` without a spool)."""
-        spool = self._spool
-        if spool is None:
+        if self._spool_path is None:
             return 0
+        spool = self._open_spool()
         with spool.lock:
             return spool.pending()
 
@@ -537,7 +539,8 @@ class Publisher:
         """Close every connection this publisher opened, in every thread.
 
         Call it when no thread is publishing any more; a later publish
-        reconnects.
+        reconnects. The spool file, if any, is closed and its lock released;
+        a later publish opens it again.
         """
         with self._lock:
             connections = list(self._connections)
@@ -562,10 +565,17 @@ class Publisher:
 
     # -- spool -----------------------------------------------------------------
 
+    def _open_spool(self) -> _Spool:
+        """The spool, opened (and locked) on first use and again after :meth:`close`."""
+        assert self._spool_path is not None
+        with self._lock:
+            if self._spool is None:
+                self._spool = _Spool(self._spool_path, self._spool_max_events)
+            return self._spool
+
     def _publish_spooled(self, events: list[dict[str, Any]]) -> list[str]:
         """Write ``events`` to the spool, then send everything pending, in order; return their ids."""
-        spool = self._spool
-        assert spool is not None
+        spool = self._open_spool()
         for index, event in enumerate(events):
             self._encode([event], index)  # a body that cannot be sent is the caller's error, raised now
         ids = [str(event["meta"]["id"]) for event in events]

@@ -184,4 +184,9 @@ def test_a_spool_has_one_owner(fake, tmp_path):
     with pytest.raises(SpoolLocked):
         Publisher(fake.url, SECRET, spool=spool)
     first.close()
-    Publisher(fake.url, SECRET, spool=spool).close()
+    second = Publisher(fake.url, SECRET, spool=spool)
+    with pytest.raises(SpoolLocked):
+        first.publish(make_event("a.B"))  # a closed publisher reopens its spool on use: still one owner
+    second.close()
+    assert first.publish(make_event("a.B")) == spool_rows(spool) + sent_ids(fake)[-1:]
+    first.close()
