@@ -63,7 +63,6 @@ next :meth:`Publisher.publish`/:meth:`Publisher.flush_spool` or by the next
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import http.client
 import json
 import logging
@@ -212,6 +211,8 @@ class _Spool:
         self.pid = os.getpid()
         # One owner at a time: an advisory lock held for the life of the spool (released by the OS if
         # the process dies), so no two publishers ever send or delete the same rows.
+        import fcntl  # here: the publisher without a spool also runs where there is no fcntl
+
         self._lock_file = open(path + ".lock", "a+b")  # noqa: SIM115 - held until close()
         try:
             fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
