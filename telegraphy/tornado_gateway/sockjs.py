@@ -100,7 +100,7 @@ from telegraphy.websocket import (
 )
 
 from .sockjs_nodes import NodeUnreachable, SockJSNodes
-from .websocket import CLOSE_TIMEOUT, OutgoingBuffer, WebSocketUpgradeHandler
+from .websocket import CLOSE_TIMEOUT, OutgoingBuffer, WebSocketUpgradeHandler, linger
 
 __all__ = ["SockJSServer", "SockJSService", "sockjs_server"]
 
@@ -864,14 +864,11 @@ class SockJSWebSocket(asyncio.Protocol):
             finally:
                 self._answering = False
             self._write_control()
-            transport = self._transport
-            if isinstance(exc, ClosedByProtocol) and transport is not None and transport.can_write_eof():
-                # As on /ws: half-close and drop what the peer still sends, so
-                # the close frame reaches it instead of a reset (RFC 6455 §7.1.1).
-                self._draining = True
-                transport.write_eof()
-                self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self._end, True)
-                return
+            if isinstance(exc, ClosedByProtocol) and self._transport is not None:
+                self._close_timer = linger(self._transport, self._end)
+                if self._close_timer is not None:
+                    self._draining = True
+                    return
             self._end()
             return
         self._write_control()

@@ -39,6 +39,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -60,7 +61,7 @@ from telegraphy.websocket import (
 if TYPE_CHECKING:
     from .gateway import Gateway
 
-__all__ = ["SUBPROTOCOLS", "OutgoingBuffer", "WampWebSocketProtocol", "WebSocketUpgradeHandler"]
+__all__ = ["SUBPROTOCOLS", "OutgoingBuffer", "WampWebSocketProtocol", "WebSocketUpgradeHandler", "linger"]
 
 logger = logging.getLogger("telegraphy.gateway")
 
@@ -106,6 +107,22 @@ class OutgoingBuffer:
     def over(self, unsent: int) -> bool:
         """Whether ``unsent`` bytes make the connection a slow consumer."""
         return unsent - self.largest > self.limit
+
+
+def linger(transport: asyncio.Transport, finish: Callable[[bool], None]) -> asyncio.TimerHandle | None:
+    """Half-close a connection after our close frame for a protocol error; return the timer that ends it.
+
+    RFC 6455 §7.1.1: the close frame must reach a peer that is still
+    sending. Closing at once, with its frames unread, makes the kernel reset
+    the connection and drop the close frame; so the caller stops reading
+    what still comes (it drops it), the connection ends when the peer closes
+    its side, or ``finish(True)`` aborts it after :data:`CLOSE_TIMEOUT`.
+    Returns ``None`` when the transport cannot half-close: close it now.
+    """
+    if not transport.can_write_eof():
+        return None
+    transport.write_eof()
+    return asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, finish, True)
 
 
 def _framing(opcode: int) -> Any:
@@ -278,16 +295,11 @@ class WampWebSocketProtocol(asyncio.Protocol):
                         break
                 self._write_now(session.data_to_send())
             self._write_control()
-            if isinstance(exc, ClosedByProtocol) and self._transport is not None and self._transport.can_write_eof():
-                # RFC 6455 §7.1.1: the close frame must reach a peer that is
-                # still sending. Closing now, with its frames unread, makes
-                # the kernel reset the connection and drop the close frame:
-                # so half-close, read and drop what still comes, and close
-                # when the peer does or after CLOSE_TIMEOUT.
-                self._draining = True
-                self._transport.write_eof()
-                self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self._finish, True)
-                return
+            if isinstance(exc, ClosedByProtocol) and self._transport is not None:
+                self._close_timer = linger(self._transport, self._finish)
+                if self._close_timer is not None:
+                    self._draining = True
+                    return
             self._finish()
             return
         self._write_control()  # pongs
